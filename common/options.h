@@ -4,6 +4,7 @@
 // them on one line and exits 2.
 #pragma once
 
+#include <stdint.h>
 #include <kj/array.h>
 #include <kj/function.h>
 #include <kj/string.h>
