@@ -1,0 +1,102 @@
+#include "link-server.h"
+
+#include <sys/socket.h>
+#include <capnp/rpc-twoparty.h>
+
+#include "common/address.h"
+#include "common/log.h"
+
+namespace tlstap {
+
+namespace {
+
+// "unix:/path (pid 12, uid 0)" when the kernel can tell who is on the other end.
+kj::String describePeer(kj::AsyncIoStream& stream, kj::StringPtr listenerName) {
+  struct ucred credentials = {};
+  uint length = sizeof(credentials);
+  try {
+    stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &credentials, &length);
+    if (length == sizeof(credentials) && credentials.pid != 0) {
+      return kj::str(listenerName, " (pid ", credentials.pid, ", uid ", credentials.uid, ")");
+    }
+  } catch (const kj::Exception&) {
+    // Not a unix socket: fall through to the peer address.
+  }
+  struct sockaddr_storage address;
+  uint addressLength = sizeof(address);
+  try {
+    stream.getpeername(reinterpret_cast<sockaddr*>(&address), &addressLength);
+    return kj::str(listenerName, " from ",
+                   SocketAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&address),
+                                               addressLength).toString());
+  } catch (const kj::Exception&) {
+    return kj::heapString(listenerName);
+  }
+}
+
+// One front's connection and the RPC system that lives on it.
+struct FrontConnection {
+  FrontConnection(kj::Own<kj::AsyncIoStream> streamParam, capnp::Capability::Client bootstrap)
+      : stream(kj::mv(streamParam)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
+}  // namespace
+
+LinkServer::LinkServer(PacketSink& sink, RecorderCounters& counters)
+    : sink(sink), counters(counters), tasks(errorHandler) {}
+
+LinkServer::~LinkServer() noexcept(false) {}
+
+void LinkServer::ErrorHandler::taskFailed(kj::Exception&& exception) {
+  logError("front connection failed: ", exception.getDescription());
+}
+
+kj::Promise<void> LinkServer::acceptFrom(kj::Own<kj::ConnectionReceiver> listener,
+                                         kj::String name) {
+  auto& receiver = *listener;
+  return receiver.accept().then(
+      [this, listener = kj::mv(listener), name = kj::mv(name)](
+          kj::Own<kj::AsyncIoStream> stream) mutable -> kj::Promise<void> {
+        auto peer = describePeer(*stream, name);
+        tasks.add(serve(kj::mv(stream), kj::mv(peer)));
+        return acceptFrom(kj::mv(listener), kj::mv(name));
+      });
+}
+
+kj::Promise<void> LinkServer::serve(kj::Own<kj::AsyncIoStream> stream, kj::String peerName) {
+  logInfo("front connected: ", peerName);
+  connections++;
+  capnp::Capability::Client bootstrap =
+      kj::heap<RecorderService>(sink, counters, kj::heapString(peerName));
+  auto connection = kj::heap<FrontConnection>(kj::mv(stream), kj::mv(bootstrap));
+  auto disconnected = connection->network.onDisconnect();
+  return disconnected
+      .then([peerName = kj::heapString(peerName)]() { logInfo("front disconnected: ", peerName); },
+            [peerName = kj::heapString(peerName)](kj::Exception&& exception) {
+              logError("front ", peerName, " disconnected: ", exception.getDescription());
+            })
+      .attach(kj::mv(connection), kj::defer([this]() { connectionEnded(); }));
+}
+
+void LinkServer::connectionEnded() {
+  connections--;
+  if (connections == 0) {
+    for (auto& waiter : idleWaiters) waiter->fulfill();
+    idleWaiters.clear();
+  }
+}
+
+kj::Promise<void> LinkServer::whenAllDisconnected() {
+  if (connections == 0) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  idleWaiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+}  // namespace tlstap

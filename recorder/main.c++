@@ -1,0 +1,165 @@
+// tlstap-recorder: receives decrypted flows from tlstap-front over Cap'n Proto RPC and writes
+// them as TCP/IP packets into pcap files and to PCAP-over-IP consumers. It never sees a key.
+#include <signal.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+
+#include "common/listen-socket.h"
+#include "common/log.h"
+#include "recorder/link-server.h"
+#include "recorder/pcap-over-ip.h"
+#include "recorder/pcap-writer.h"
+#include "recorder/recorder-options.h"
+
+namespace tlstap {
+namespace {
+
+constexpr const char* PROGRAM = "tlstap-recorder";
+// At shutdown, how long connected fronts get to deliver and close what they still send.
+constexpr auto FRONT_GRACE = 5 * kj::SECONDS;
+// At shutdown, how long PCAP-over-IP consumers get to take what is queued for them.
+constexpr auto CONSUMER_GRACE = 2 * kj::SECONDS;
+
+class TaskErrorLogger final : public kj::TaskSet::ErrorHandler {
+public:
+  void taskFailed(kj::Exception&& exception) override {
+    logError(exception.getDescription());
+  }
+};
+
+// The outputs chosen on the command line, behind one PacketSink.
+struct Outputs {
+  kj::Maybe<kj::Own<RotatingPcapWriter>> rotating;
+  kj::Maybe<kj::Own<SinglePcapWriter>> single;
+  kj::Maybe<kj::Own<PcapOverIp>> pcapOverIp;
+  FanOutSink fanOut;
+
+  void flush() {
+    KJ_IF_MAYBE(writer, rotating) {
+      (*writer)->rotateIfDue();
+      (*writer)->flush();
+    }
+    KJ_IF_MAYBE(writer, single) (*writer)->flush();
+  }
+  void close() {
+    KJ_IF_MAYBE(writer, rotating) (*writer)->close();
+    KJ_IF_MAYBE(writer, single) (*writer)->close();
+  }
+};
+
+kj::Own<kj::ConnectionReceiver> listenOrExit(kj::AsyncIoContext& io, kj::StringPtr option,
+                                              const SocketAddress& address) {
+  kj::AutoCloseFd fd;
+  KJ_IF_MAYBE(error, openListenSocket(address, fd)) {
+    exitWithUsageError(PROGRAM, kj::str(option, ": ", address.toString(), ": ", *error));
+  }
+  return io.lowLevelProvider->wrapListenSocketFd(
+      kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+}
+
+void openFileOutputs(const RecorderOptions& options, Clock& clock, Outputs& outputs) {
+  KJ_IF_MAYBE(dir, options.outputDir) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      auto writer = kj::heap<RotatingPcapWriter>(*dir, clock);
+      outputs.fanOut.add(*writer);
+      outputs.rotating = kj::mv(writer);
+    })) {
+      exitWithUsageError(PROGRAM, kj::str("-o: ", exception->getDescription()));
+    }
+  }
+  KJ_IF_MAYBE(path, options.writeFile) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      auto writer = kj::heap<SinglePcapWriter>(*path);
+      outputs.fanOut.add(*writer);
+      outputs.single = kj::mv(writer);
+    })) {
+      exitWithUsageError(PROGRAM, kj::str("-w: ", exception->getDescription()));
+    }
+  }
+}
+
+kj::Promise<void> flushPeriodically(kj::Timer& timer, Outputs& outputs, uint32_t seconds) {
+  return timer.afterDelay(seconds * kj::SECONDS).then([&timer, &outputs, seconds]() {
+    outputs.flush();
+    return flushPeriodically(timer, outputs, seconds);
+  });
+}
+
+int run(int argc, char** argv) {
+  setLogProgram(PROGRAM);
+  RecorderOptions options;
+  OptionParser parser(PROGRAM, "--listen ADDR [-o DIR | -w FILE] [--pcapoverip [IP:]PORT] ...");
+  addRecorderOptions(parser, options);
+  parser.parseOrExit(argc, argv);
+  KJ_IF_MAYBE(error, checkRecorderOptions(options)) exitWithUsageError(PROGRAM, *error);
+  setLogVerbose(options.verbose);
+
+  // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  auto io = kj::setupAsyncIo();
+  auto& timer = io.provider->getTimer();
+  TaskErrorLogger errorLogger;
+
+  SystemClock clock;
+  Outputs outputs;
+  openFileOutputs(options, clock, outputs);
+  kj::TaskSet consumerTasks(errorLogger);
+  if (options.pcapOverIp.size() > 0 || options.pcapOverIpConnect.size() > 0) {
+    auto hub = kj::heap<PcapOverIp>(timer);
+    for (auto& address : options.pcapOverIp) {
+      consumerTasks.add(hub->acceptFrom(listenOrExit(io, "--pcapoverip", address)));
+      logInfo("serving PCAP-over-IP on ", address.toString());
+    }
+    for (auto& target : options.pcapOverIpConnect) {
+      consumerTasks.add(hub->connectTo(io.provider->getNetwork(), kj::heapString(target)));
+    }
+    outputs.fanOut.add(*hub);
+    outputs.pcapOverIp = kj::mv(hub);
+  }
+
+  RecorderCounters counters;
+  LinkServer links(outputs.fanOut, counters);
+  auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
+  for (auto& address : options.listen) {
+    listenTasks->add(links.acceptFrom(listenOrExit(io, "--listen", address), address.toString()));
+    logInfo("listening on ", address.toString());
+  }
+
+  auto stop = io.unixEventPort.onSignal(SIGTERM)
+                  .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
+                  .then([](siginfo_t info) {
+                    logInfo("signal ", info.si_signo, ": finishing what is queued");
+                  });
+  kj::Maybe<kj::ForkedPromise<void>> embeddedLink;
+  KJ_IF_MAYBE(fd, options.connectionFd) {
+    auto stream = io.lowLevelProvider->wrapSocketFd(
+        *fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    // The embedded recorder lives as long as its front's link. Forked so that a signal ending
+    // the wait below does not cancel the link: the front still drains into it.
+    auto link = links.serve(kj::mv(stream), kj::str("fd ", *fd)).fork();
+    stop = stop.exclusiveJoin(link.addBranch());
+    embeddedLink = kj::mv(link);
+  }
+  stop.exclusiveJoin(flushPeriodically(timer, outputs, options.autoflushSeconds))
+      .wait(io.waitScope);
+
+  // Orderly shutdown: no new fronts; connected ones get a grace period to deliver and close.
+  listenTasks = nullptr;
+  links.whenAllDisconnected()
+      .exclusiveJoin(timer.afterDelay(FRONT_GRACE).then([&links]() {
+        logWarning(links.connectionCount(), " front(s) still connected; closing anyway");
+      }))
+      .wait(io.waitScope);
+  KJ_IF_MAYBE(hub, outputs.pcapOverIp) (*hub)->drain(CONSUMER_GRACE).wait(io.waitScope);
+  outputs.close();
+  logInfo(counters.flowsTotal, " flows recorded, ", counters.flowsBroken,
+          " ended by contract violations");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tlstap
+
+int main(int argc, char** argv) { return tlstap::run(argc, argv); }

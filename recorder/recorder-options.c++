@@ -1,0 +1,92 @@
+#include "recorder-options.h"
+
+namespace tlstap {
+
+namespace {
+
+// PCAP-over-IP carries decrypted traffic, so a bare port listens on loopback only; serving
+// other hosts takes an explicit address.
+constexpr const char* DEFAULT_PCAP_OVER_IP_ADDRESS = "127.0.0.1";
+
+}  // namespace
+
+void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
+  parser.addOption("listen", 0, "ADDR",
+                   "accept fronts on unix:/path or IP:PORT (loopback only); repeatable",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     SocketAddress address;
+                     KJ_IF_MAYBE(error, parseListenAddress(value, address)) return kj::mv(*error);
+                     if (!address.isLoopback()) {
+                       return kj::str("'", value, "': plain TCP is only allowed on loopback");
+                     }
+                     options.listen.add(address);
+                     return nullptr;
+                   });
+  parser.addOption("connection-fd", 0, "FD",
+                   "serve one connected socket (used by tlstap-front); exit when it closes",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     KJ_IF_MAYBE(fd, parseUnsigned(value, 3, 65535)) {
+                       options.connectionFd = int(*fd);
+                       return nullptr;
+                     }
+                     return kj::str("'", value, "' is not a file descriptor number (3 or more)");
+                   });
+  parser.addOption("output", 'o', "DIR", "write hourly rotated pcap files into DIR",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     if (value.size() == 0) return kj::str("empty directory name");
+                     options.outputDir = kj::heapString(value);
+                     return nullptr;
+                   });
+  parser.addOption("write", 'w', "FILE", "write every packet into one pcap file",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     if (value.size() == 0) return kj::str("empty file name");
+                     options.writeFile = kj::heapString(value);
+                     return nullptr;
+                   });
+  parser.addOption("pcapoverip", 0, "[IP:]PORT",
+                   "serve PCAP-over-IP (default address 127.0.0.1); repeatable",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     SocketAddress address;
+                     KJ_IF_MAYBE(error,
+                                 parseOptionalIpPort(value, DEFAULT_PCAP_OVER_IP_ADDRESS, address)) {
+                       return kj::mv(*error);
+                     }
+                     options.pcapOverIp.add(address);
+                     return nullptr;
+                   });
+  parser.addOption("pcapoveripconnect", 0, "HOST:PORT",
+                   "send PCAP-over-IP to HOST:PORT, reconnecting when it drops; repeatable",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     SocketAddress address;
+                     // Resolve now only to reject a bad value at start; connections resolve again.
+                     KJ_IF_MAYBE(error, resolveHostPort(value, address)) return kj::mv(*error);
+                     options.pcapOverIpConnect.add(kj::heapString(value));
+                     return nullptr;
+                   });
+  parser.addOption("autoflush", 0, "SECONDS",
+                   "flush pcap output at least this often (default 1)",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     KJ_IF_MAYBE(seconds, parseUnsigned(value, 1, 3600)) {
+                       options.autoflushSeconds = uint32_t(*seconds);
+                       return nullptr;
+                     }
+                     return kj::str("'", value, "' is not a number of seconds (1-3600)");
+                   });
+  parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
+}
+
+kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {
+  if (options.listen.size() == 0 && options.connectionFd == nullptr) {
+    return kj::str("--listen: nothing to listen on (give --listen unix:/path or IP:PORT)");
+  }
+  if (options.outputDir != nullptr && options.writeFile != nullptr) {
+    return kj::str("-w: cannot be combined with -o (choose one)");
+  }
+  if (options.outputDir == nullptr && options.writeFile == nullptr &&
+      options.pcapOverIp.size() == 0 && options.pcapOverIpConnect.size() == 0) {
+    return kj::str("-o: no output (give -o DIR, -w FILE, --pcapoverip or --pcapoveripconnect)");
+  }
+  return nullptr;
+}
+
+}  // namespace tlstap

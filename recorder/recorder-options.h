@@ -1,0 +1,32 @@
+// The command line of tlstap-recorder (see man/tlstap-recorder.8).
+#pragma once
+
+#include <kj/string.h>
+#include <kj/vector.h>
+
+#include "common/address.h"
+#include "common/options.h"
+
+namespace tlstap {
+
+struct RecorderOptions {
+  // Where fronts connect: unix sockets, or IP:PORT (loopback only until the TLS link exists).
+  kj::Vector<SocketAddress> listen;
+  // An already connected stream (the front's end of a socket pair) to serve; the recorder exits
+  // when it closes. This is how tlstap-front runs its embedded recorder.
+  kj::Maybe<int> connectionFd;
+
+  kj::Maybe<kj::String> outputDir;  // -o: hourly rotated files
+  kj::Maybe<kj::String> writeFile;  // -w: one file
+  kj::Vector<SocketAddress> pcapOverIp;       // --pcapoverip listeners
+  kj::Vector<kj::String> pcapOverIpConnect;   // --pcapoveripconnect targets (HOST:PORT)
+  uint32_t autoflushSeconds = 1;
+  bool verbose = false;
+};
+
+void addRecorderOptions(OptionParser& parser, RecorderOptions& options);
+
+// Checks that need every option at once. Returns the first problem, naming the option.
+kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options);
+
+}  // namespace tlstap
