@@ -1,6 +1,8 @@
 // tlstap-recorder: receives decrypted flows from tlstap-front over Cap'n Proto RPC and writes
 // them as TCP/IP packets into pcap files and to PCAP-over-IP consumers. It never sees a key.
 #include <signal.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
@@ -147,6 +149,11 @@ int run(int argc, char** argv) {
 
   // Orderly shutdown: no new fronts; connected ones get a grace period to deliver and close.
   listenTasks = nullptr;
+  for (auto& address : options.listen) {
+    if (address.family() == AF_UNIX) {
+      unlink(reinterpret_cast<const sockaddr_un*>(&address.storage)->sun_path);
+    }
+  }
   links.whenAllDisconnected()
       .exclusiveJoin(timer.afterDelay(FRONT_GRACE).then([&links]() {
         logWarning(links.connectionCount(), " front(s) still connected; closing anyway");

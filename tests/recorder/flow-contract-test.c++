@@ -12,6 +12,8 @@ constexpr int64_t START_US = 1795000000LL * 1000000;  // late 2026
 
 class CollectingSink final : public PacketSink {
 public:
+  // noexcept so that the GoogleTest fixture holding it keeps a noexcept destructor.
+  ~CollectingSink() noexcept {}
   void writePacket(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) override {
     times.push_back(timeUs);
     frames.push_back(std::string(frame.asChars().begin(), frame.size()));
@@ -73,7 +75,7 @@ kj::Maybe<kj::String> sendClose(FlowContract& contract, int64_t timeUs,
   return contract.close(how.asReader());
 }
 
-struct Fixture : public testing::Test {
+struct FlowContractTest : public testing::Test {
   FlowContract open(bool ipv6 = false) {
     capnp::MallocMessageBuilder message;
     auto meta = message.initRoot<proto::FlowMeta>();
@@ -131,7 +133,7 @@ TEST(FlowMeta, RejectsEveryBadField) {
   }
 }
 
-TEST_F(Fixture, GoodFlowIsRecordedWithHandshakeDataAndClose) {
+TEST_F(FlowContractTest, GoodFlowIsRecordedWithHandshakeDataAndClose) {
   auto contract = open();
   EXPECT_EQ(sink.frames.size(), 3u);  // SYN, SYN-ACK, ACK
   EXPECT_TRUE(sendBatch(contract, {{0, START_US + 1, 100}, {1, START_US + 2, 5000}}) == nullptr);
@@ -146,7 +148,7 @@ TEST_F(Fixture, GoodFlowIsRecordedWithHandshakeDataAndClose) {
 
 // A violation keeps what came before it, records nothing of the bad batch's remainder, and
 // refuses everything after.
-void expectViolation(Fixture& fixture, std::vector<ChunkSpec> bad, const char* expected) {
+void expectViolation(FlowContractTest& fixture, std::vector<ChunkSpec> bad, const char* expected) {
   auto contract = fixture.open();
   ASSERT_TRUE(sendBatch(contract, {{0, START_US + 10, 1000}}) == nullptr);
   size_t before = fixture.sink.frames.size();
@@ -163,23 +165,23 @@ void expectViolation(Fixture& fixture, std::vector<ChunkSpec> bad, const char* e
   EXPECT_GE(after, before);
 }
 
-TEST_F(Fixture, BadDirectionEndsTheFlow) {
+TEST_F(FlowContractTest, BadDirectionEndsTheFlow) {
   expectViolation(*this, {{7, START_US + 20, 10}}, "direction 7");
 }
 
-TEST_F(Fixture, OversizedChunkEndsTheFlow) {
+TEST_F(FlowContractTest, OversizedChunkEndsTheFlow) {
   expectViolation(*this, {{0, START_US + 20, proto::MAX_CHUNK_BYTES + 1}}, "over the limit");
 }
 
-TEST_F(Fixture, TimeGoingBackwardsEndsTheFlow) {
+TEST_F(FlowContractTest, TimeGoingBackwardsEndsTheFlow) {
   expectViolation(*this, {{0, START_US + 5, 10}}, "goes back");
 }
 
-TEST_F(Fixture, DataAfterFinEndsTheFlow) {
+TEST_F(FlowContractTest, DataAfterFinEndsTheFlow) {
   expectViolation(*this, {{1, START_US + 20, 0, true}, {1, START_US + 21, 10}}, "after its FIN");
 }
 
-TEST_F(Fixture, ValidChunksBeforeTheBadOneAreKept) {
+TEST_F(FlowContractTest, ValidChunksBeforeTheBadOneAreKept) {
   auto contract = open();
   size_t before = sink.frames.size();
   EXPECT_TRUE(sendBatch(contract, {{0, START_US + 1, 10}, {9, START_US + 2, 10}}) != nullptr);
@@ -187,7 +189,7 @@ TEST_F(Fixture, ValidChunksBeforeTheBadOneAreKept) {
   EXPECT_EQ(contract.payloadBytes(), 10u);
 }
 
-TEST_F(Fixture, DataAfterCloseIsAViolation) {
+TEST_F(FlowContractTest, DataAfterCloseIsAViolation) {
   auto contract = open();
   EXPECT_TRUE(sendClose(contract, START_US + 1, nullptr) == nullptr);
   size_t frames = sink.frames.size();
@@ -200,14 +202,14 @@ TEST_F(Fixture, DataAfterCloseIsAViolation) {
   EXPECT_EQ(sink.frames.size(), frames);
 }
 
-TEST_F(Fixture, CloseMustNotGoBackInTime) {
+TEST_F(FlowContractTest, CloseMustNotGoBackInTime) {
   auto contract = open();
   ASSERT_TRUE(sendBatch(contract, {{0, START_US + 50, 10}}) == nullptr);
   EXPECT_TRUE(sendClose(contract, START_US + 49, nullptr) != nullptr);
   EXPECT_TRUE(contract.ended());
 }
 
-TEST_F(Fixture, ResetWithABadDirectionIsRefusedAndAGoodOneRecorded) {
+TEST_F(FlowContractTest, ResetWithABadDirectionIsRefusedAndAGoodOneRecorded) {
   auto bad = open();
   EXPECT_TRUE(sendClose(bad, START_US + 1, uint16_t(3)) != nullptr);
   size_t frames = sink.frames.size();
@@ -216,7 +218,7 @@ TEST_F(Fixture, ResetWithABadDirectionIsRefusedAndAGoodOneRecorded) {
   EXPECT_EQ(sink.frames.size(), frames + 3 + 1) << "handshake and one RST";
 }
 
-TEST_F(Fixture, TooManyChunksInOneBatchIsAViolation) {
+TEST_F(FlowContractTest, TooManyChunksInOneBatchIsAViolation) {
   auto contract = open();
   std::vector<ChunkSpec> specs(proto::MAX_CHUNKS_PER_BATCH + 1, ChunkSpec{0, START_US + 1, 0});
   KJ_IF_MAYBE(error, sendBatch(contract, specs)) {
