@@ -1,0 +1,398 @@
+#include "front-options.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client-hello.h"
+
+namespace tlstap {
+
+namespace {
+
+kj::Maybe<kj::String> portError(kj::StringPtr text) {
+  return kj::str("'", text, "' is not a port (1-65535)");
+}
+
+// A numeric IPv4 or IPv6 address (brackets around IPv6 allowed) with the given port.
+bool parseIp(kj::StringPtr text, uint16_t port, SocketAddress& out) {
+  kj::String unbracketed;
+  if (text.size() >= 2 && text.startsWith("[") && text.endsWith("]")) {
+    unbracketed = kj::heapString(text.slice(1, text.size() - 1));
+    text = unbracketed;
+  }
+  out = SocketAddress();
+  auto v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  if (inet_pton(AF_INET, text.cStr(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.length = sizeof(*v4);
+    return true;
+  }
+  auto v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (inet_pton(AF_INET6, text.cStr(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.length = sizeof(*v6);
+    return true;
+  }
+  return false;
+}
+
+bool isIpLiteral(kj::StringPtr text) {
+  SocketAddress ignored;
+  return parseIp(text, 0, ignored);
+}
+
+// A host the front connects to: a host name or a numeric address.
+kj::Maybe<kj::String> checkHost(kj::StringPtr host) {
+  if (isIpLiteral(host) || isValidHostName(host)) return nullptr;
+  return kj::str("'", host, "' is not a host name or an IP address");
+}
+
+// "HOST:PORT" or "[IPv6]:PORT"; the name is resolved later, when it is used.
+kj::Maybe<kj::String> checkHostPort(kj::StringPtr text) {
+  kj::StringPtr host, port;
+  kj::String hostStorage;
+  if (text.startsWith("[")) {
+    KJ_IF_MAYBE(close, text.findFirst(']')) {
+      if (*close + 1 < text.size() && text[*close + 1] == ':') {
+        hostStorage = kj::heapString(text.slice(0, *close + 1));
+        host = hostStorage;
+        port = text.slice(*close + 2);
+      }
+    }
+  } else KJ_IF_MAYBE(colon, text.findLast(':')) {
+    hostStorage = kj::heapString(text.slice(0, *colon));
+    host = hostStorage;
+    port = text.slice(*colon + 1);
+  }
+  if (host.size() == 0) return kj::str("'", text, "': expected HOST:PORT");
+  if (host.findFirst(':') != nullptr && !host.startsWith("[")) {
+    return kj::str("'", text, "': write IPv6 addresses as [ADDRESS]:PORT");
+  }
+  if (parseUnsigned(port, 1, 65535) == nullptr) return portError(port);
+  return checkHost(host);
+}
+
+kj::Maybe<kj::String> setOnce(kj::Maybe<kj::String>& field, kj::StringPtr value) {
+  if (field != nullptr) return kj::str("given twice");
+  if (value.size() == 0) return kj::str("empty value");
+  field = kj::heapString(value);
+  return nullptr;
+}
+
+kj::Maybe<kj::String> setNumber(uint32_t& field, kj::StringPtr value, uint32_t min,
+                                uint32_t max, kj::StringPtr what) {
+  KJ_IF_MAYBE(number, parseUnsigned(value, min, max)) {
+    field = uint32_t(*number);
+    return nullptr;
+  }
+  return kj::str("'", value, "' is not ", what, " (", min, "-", max, ")");
+}
+
+bool isPortText(kj::StringPtr text) {
+  if (text.size() == 0) return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool sameAddress(const SocketAddress& a, const SocketAddress& b) {
+  return a.length == b.length && memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
+}  // namespace
+
+uint32_t defaultThreadCount() {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return cores < 1 ? 1 : uint32_t(cores);
+}
+
+kj::Maybe<kj::String> parsePortMapping(kj::StringPtr text, PortMapping& out) {
+  kj::Vector<kj::String> fields;
+  size_t start = 0;
+  for (;;) {
+    auto left = text.slice(start);
+    size_t length = left.findFirst(',').orDefault(left.size());
+    fields.add(kj::heapString(left.slice(0, length)));
+    if (length == left.size()) break;
+    start += length + 1;
+  }
+  auto expected = [&]() {
+    return kj::str("'", text, "': expected [IP,]LISTEN,PCAPPORT[,FORWARD]");
+  };
+  if (fields.size() == 1 && !isPortText(text)) {
+    return kj::str("'", text, "' is not a port (expected [IP,]LISTEN,PCAPPORT[,FORWARD])");
+  }
+  if (fields.size() < 2 || fields.size() > 4) return expected();
+  // "IP,LISTEN" forgot PCAPPORT; saying the address is not a port would mislead.
+  if (fields.size() == 2 && isIpLiteral(fields[0])) return expected();
+  // Three fields are "IP,LISTEN,PCAPPORT" or "LISTEN,PCAPPORT,FORWARD": an address is never
+  // all digits.
+  bool hasIp = fields.size() == 4 || (fields.size() == 3 && !isPortText(fields[0]));
+  kj::StringPtr ip = hasIp ? fields[0].asPtr() : "0.0.0.0";
+  auto ports = fields.asPtr().slice(hasIp ? 1 : 0, fields.size());
+  if (ports.size() < 2) return expected();
+
+  uint16_t values[3] = {0, 0, 0};
+  for (size_t i = 0; i < ports.size(); i++) {
+    KJ_IF_MAYBE(port, parseUnsigned(ports[i], 1, 65535)) {
+      values[i] = uint16_t(*port);
+    } else {
+      return portError(ports[i]);
+    }
+  }
+  if (!parseIp(ip, values[0], out.listen)) {
+    return kj::str("'", ip, "' is not an IPv4 or IPv6 address");
+  }
+  out.pcapPort = values[1];
+  out.forwardPort = ports.size() == 3 ? values[2] : values[0];
+  return nullptr;
+}
+
+void addFrontOptions(OptionParser& parser, FrontOptions& options) {
+  auto* o = &options;
+
+  // Listening and forwarding.
+  parser.addOption("", 'p', "[IP,]LISTEN,PCAPPORT[,FORWARD]",
+                   "listen on IP (default 0.0.0.0) port LISTEN; record as server port PCAPPORT; "
+                   "forward to port FORWARD (default LISTEN). Repeatable.",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    PortMapping mapping;
+    KJ_IF_MAYBE(error, parsePortMapping(value, mapping)) return kj::mv(*error);
+    o->ports.add(mapping);
+    return nullptr;
+  });
+  parser.addFlag("terminate", 0, "forward plaintext to the backend (no TLS towards it)",
+                 [o]() { o->terminate = true; });
+  parser.addOption("connect", 0, "HOST", "forward every connection to HOST (port FORWARD)",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    KJ_IF_MAYBE(error, checkHost(value)) return kj::mv(*error);
+    return setOnce(o->connectHost, value);
+  });
+  parser.addOption("nosni", 0, "NAME", "treat a ClientHello without SNI as if it named NAME",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    if (!isValidHostName(value)) return kj::str("'", value, "' is not a host name");
+    return setOnce(o->noSni, lowerCaseAscii(value));
+  });
+
+  // Certificates.
+  parser.addOption("servercert", 0, "NAME[,NAME...]:FILE[:PASSWORD]",
+                   "certificate and key for those names (*.domain wildcards): PKCS#12, PEM "
+                   "chain+key, or CHAIN.pem+KEY.pem. PASSWORD: file:PATH, env:NAME, fd:N. "
+                   "Repeatable.",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    // Only the shape is checked here; the file is read by CertStore once parsing is done.
+    KJ_IF_MAYBE(colon, value.findFirst(':')) {
+      if (*colon == 0) return kj::str("'", value, "': no NAME before ':'");
+      auto rest = value.slice(*colon + 1);
+      if (rest.size() == 0 || rest[0] == ':') return kj::str("'", value, "': no FILE");
+      o->serverCerts.add(kj::heapString(value));
+      return nullptr;
+    }
+    return kj::str("'", value, "': expected NAME[,NAME...]:FILE[:PASSWORD]");
+  });
+  parser.addOption("cacert", 0, "load:FILE[:PASSWORD]",
+                   "root CA that forges certificates for names no --servercert covers",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    if (!value.startsWith("load:") || value.size() == 5 || value[5] == ':') {
+      return kj::str("'", value, "': expected load:FILE[:PASSWORD]");
+    }
+    return setOnce(o->caCert, value);
+  });
+  parser.addOption("", 'x', "FILE", "export the root CA certificate (DER) to FILE",
+                   [o](kj::StringPtr value) { return setOnce(o->exportCa, value); });
+  parser.addOption("certhttp", 0, "PORT", "serve the root CA certificate over HTTP on PORT",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    if (o->certHttpPort != nullptr) return kj::str("given twice");
+    KJ_IF_MAYBE(port, parseUnsigned(value, 1, 65535)) {
+      o->certHttpPort = uint16_t(*port);
+      return nullptr;
+    }
+    return portError(value);
+  });
+  parser.addOption("cn", 0, "NAME", "Common Name of a generated root CA",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    // X.509 upper bound for a Common Name (RFC 5280, ub-common-name).
+    if (value.size() > 64) return kj::str("longer than 64 characters");
+    return setOnce(o->caCommonName, value);
+  });
+  parser.addOption("cadir", 0, "DIR", "where a generated root CA is kept",
+                   [o](kj::StringPtr value) { return setOnce(o->caDir, value); });
+
+  // Recording.
+  parser.addOption("", 'o', "DIR", "write hourly rotated pcap files into DIR",
+                   [o](kj::StringPtr value) { return setOnce(o->outputDir, value); });
+  parser.addOption("", 'w', "FILE", "write all packets into one pcap FILE",
+                   [o](kj::StringPtr value) { return setOnce(o->writeFile, value); });
+  parser.addOption("pcapoverip", 0, "[IP:]PORT",
+                   "serve PCAP-over-IP to consumers connecting here. Repeatable.",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    SocketAddress ignored;
+    KJ_IF_MAYBE(error, parseOptionalIpPort(value, "0.0.0.0", ignored)) return kj::mv(*error);
+    o->pcapOverIp.add(kj::heapString(value));
+    return nullptr;
+  });
+  parser.addOption("pcapoveripconnect", 0, "HOST:PORT",
+                   "send PCAP-over-IP to a consumer listening at HOST:PORT. Repeatable.",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    KJ_IF_MAYBE(error, checkHostPort(value)) return kj::mv(*error);
+    o->pcapOverIpConnect.add(kj::heapString(value));
+    return nullptr;
+  });
+  parser.addOption("autoflush", 0, "SECONDS", "flush pcap output at least this often (1)",
+                   [o](kj::StringPtr value) {
+    return setNumber(o->autoflushSeconds, value, 1, 3600, "a number of seconds");
+  });
+  parser.addOption("recorder", 0, "ADDR",
+                   "ship flows to an external tlstap-recorder: unix:/path or HOST:PORT (TLS)",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    if (value.startsWith("unix:")) {
+      SocketAddress ignored;
+      KJ_IF_MAYBE(error, parseListenAddress(value, ignored)) return kj::mv(*error);
+    } else {
+      KJ_IF_MAYBE(error, checkHostPort(value)) return kj::mv(*error);
+    }
+    return setOnce(o->recorderAddress, value);
+  });
+  parser.addOption("link-psk", 0, "PASSWORD",
+                   "pre-shared key of the TLS link to --recorder HOST:PORT (file:, env:, fd:)",
+                   [o](kj::StringPtr value) { return setOnce(o->linkPsk, value); });
+  parser.addOption("recorder-down", 0, "block|pass",
+                   "when the recorder is gone past the buffer: hold traffic (block, default) "
+                   "or relay it unrecorded (pass)",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    if (value == "block") {
+      o->recorderDown = RecorderDown::BLOCK;
+    } else if (value == "pass") {
+      o->recorderDown = RecorderDown::PASS;
+    } else {
+      return kj::str("'", value, "': expected block or pass");
+    }
+    return nullptr;
+  });
+
+  // Backends (re-encryption).
+  parser.addOption("backend-ca", 0, "FILE", "trust anchors (PEM) for backend certificates",
+                   [o](kj::StringPtr value) { return setOnce(o->backendCa, value); });
+  parser.addFlag("insecure", 0, "do not verify backend certificates",
+                 [o]() { o->insecure = true; });
+  parser.addOption("dns", 0, "IP[:PORT]", "resolver for SNI host names (port 53 by default)",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    if (o->dns != nullptr) return kj::str("given twice");
+    SocketAddress address;
+    if (parseIp(value, 53, address)) {
+      o->dns = address;
+      return nullptr;
+    }
+    KJ_IF_MAYBE(error, parseIpPort(value, address)) return kj::mv(*error);
+    o->dns = address;
+    return nullptr;
+  });
+
+  // Limits and running.
+  parser.addOption("max-connections", 0, "N", "most client connections at once (10000)",
+                   [o](kj::StringPtr value) {
+    return setNumber(o->maxConnections, value, 1, 10000000, "a number of connections");
+  });
+  parser.addOption("handshake-timeout", 0, "SECONDS",
+                   "close a client that has not finished its TLS handshake by then (10)",
+                   [o](kj::StringPtr value) {
+    return setNumber(o->handshakeTimeoutSeconds, value, 1, 3600, "a number of seconds");
+  });
+  parser.addOption("idle-timeout", 0, "SECONDS",
+                   "close a connection with no traffic for this long (300)",
+                   [o](kj::StringPtr value) {
+    return setNumber(o->idleTimeoutSeconds, value, 1, 7 * 86400, "a number of seconds");
+  });
+  parser.addOption("threads", 0, "N", "worker threads (default: the number of cores)",
+                   [o](kj::StringPtr value) {
+    return setNumber(o->threads, value, 1, 1024, "a number of threads");
+  });
+  parser.addOption("user", 0, "USER", "run as USER after start-up",
+                   [o](kj::StringPtr value) { return setOnce(o->user, value); });
+  parser.addOption("config", 0, "FILE", "read options from FILE (one 'option value' a line)",
+                   [o](kj::StringPtr value) { return setOnce(o->config, value); });
+  parser.addFlag("", 'v', "verbose: log every connection", [o]() { o->verbose = true; });
+}
+
+kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
+  if (options.ports.size() == 0) {
+    return kj::str("-p: at least one is needed ([IP,]LISTEN,PCAPPORT[,FORWARD])");
+  }
+  for (size_t i = 0; i < options.ports.size(); i++) {
+    for (size_t j = 0; j < i; j++) {
+      if (sameAddress(options.ports[i].listen, options.ports[j].listen)) {
+        return kj::str("-p: ", options.ports[i].listen.toString(), " is given twice");
+      }
+    }
+  }
+
+  // Recording: exactly one place the flows go.
+  bool localOutputs = options.outputDir != nullptr || options.writeFile != nullptr ||
+                      options.pcapOverIp.size() > 0 || options.pcapOverIpConnect.size() > 0;
+  if (options.outputDir != nullptr && options.writeFile != nullptr) {
+    return kj::str("-o and -w cannot be used together");
+  }
+  KJ_IF_MAYBE(recorder, options.recorderAddress) {
+    if (localOutputs) {
+      return kj::str("--recorder: -o, -w, --pcapoverip and --pcapoveripconnect belong on the "
+                     "external recorder's command line, not here");
+    }
+    if (options.linkPsk != nullptr && recorder->startsWith("unix:")) {
+      return kj::str("--link-psk: only for a TCP --recorder (a unix socket is checked with "
+                     "SO_PEERCRED)");
+    }
+  } else {
+    if (!localOutputs) {
+      return kj::str("nothing would be recorded: give -o DIR, -w FILE, --pcapoverip, "
+                     "--pcapoveripconnect or --recorder ADDR");
+    }
+    if (options.linkPsk != nullptr) return kj::str("--link-psk: needs --recorder HOST:PORT");
+  }
+
+  // Backends.
+  if (options.insecure && options.backendCa != nullptr) {
+    return kj::str("--insecure and --backend-ca contradict each other");
+  }
+  if (options.terminate && (options.insecure || options.backendCa != nullptr)) {
+    return kj::str(options.insecure ? "--insecure" : "--backend-ca",
+                   ": with --terminate the backend is plain TCP, nothing to verify");
+  }
+  if (!options.terminate) {
+    return kj::str("without --terminate (re-encrypting to the backend with TLS) is not "
+                   "supported yet; give --terminate");
+  }
+  if (options.connectHost == nullptr) {
+    return kj::str("--terminate needs --connect HOST for now (routing by SNI is not supported "
+                   "yet)");
+  }
+
+  // Parsed for later issues; refused until they exist rather than silently ignored.
+  struct Pending {
+    bool given;
+    const char* option;
+  };
+  Pending pending[] = {
+      {options.caCert != nullptr, "--cacert"},
+      {options.exportCa != nullptr, "-x"},
+      {options.certHttpPort != nullptr, "--certhttp"},
+      {options.caCommonName != nullptr, "--cn"},
+      {options.caDir != nullptr, "--cadir"},
+      {options.dns != nullptr, "--dns"},
+      {options.user != nullptr, "--user"},
+      {options.config != nullptr, "--config"},
+  };
+  for (auto& p : pending) {
+    if (p.given) return kj::str(p.option, ": not supported yet");
+  }
+  if (options.serverCerts.size() == 0) {
+    return kj::str("--servercert: at least one is needed (forging certificates with a CA is "
+                   "not supported yet)");
+  }
+  return nullptr;
+}
+
+}  // namespace tlstap

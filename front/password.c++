@@ -1,0 +1,155 @@
+#include "password.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/options.h"
+
+namespace tlstap {
+
+namespace {
+
+// A password is a line of text; anything longer than this is a mistake (a wrong file named).
+constexpr size_t MAX_PASSWORD_BYTES = 4096;
+
+void stripTrailingNewline(SecretString& secret) {
+  auto chars = secret.asChars();
+  if (chars.size() > 0 && chars[chars.size() - 1] == '\n') {
+    bool crlf = chars.size() > 1 && chars[chars.size() - 2] == '\r';
+    secret.truncate(crlf ? 2 : 1);
+  }
+}
+
+// Reads fd to EOF into `out`; on error returns errno.
+int readAll(int fd, SecretString& out, size_t maxBytes, bool& tooLong) {
+  tooLong = false;
+  // Grown by hand, never by realloc, so every old buffer is wiped before it is freed.
+  kj::Array<char> buffer = kj::heapArray<char>(4096);
+  size_t used = 0;
+  KJ_DEFER({
+    wipe(buffer.begin(), buffer.size());
+  });
+  for (;;) {
+    if (used == buffer.size()) {
+      if (buffer.size() > maxBytes) {
+        tooLong = true;
+        return 0;
+      }
+      auto bigger = kj::heapArray<char>(buffer.size() * 2);
+      memcpy(bigger.begin(), buffer.begin(), used);
+      wipe(buffer.begin(), buffer.size());
+      buffer = kj::mv(bigger);
+    }
+    ssize_t n = ::read(fd, buffer.begin() + used, buffer.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) break;
+    used += size_t(n);
+  }
+  if (used > maxBytes) {
+    tooLong = true;
+    return 0;
+  }
+  out.assign(buffer.slice(0, used));
+  return 0;
+}
+
+}  // namespace
+
+void wipe(void* data, size_t size) {
+  if (data != nullptr && size > 0) explicit_bzero(data, size);
+}
+
+SecretString::SecretString(SecretString&& other) noexcept : buffer(kj::mv(other.buffer)) {}
+
+SecretString& SecretString::operator=(SecretString&& other) noexcept {
+  if (this != &other) {
+    clear();
+    buffer = kj::mv(other.buffer);
+  }
+  return *this;
+}
+
+SecretString::~SecretString() noexcept(false) { clear(); }
+
+void SecretString::assign(kj::ArrayPtr<const char> text) {
+  auto fresh = kj::heapArray<char>(text.size() + 1);
+  if (text.size() > 0) memcpy(fresh.begin(), text.begin(), text.size());
+  fresh[text.size()] = '\0';
+  clear();
+  buffer = kj::mv(fresh);
+}
+
+void SecretString::truncate(size_t count) {
+  size_t keep = count >= size() ? 0 : size() - count;
+  // assign() copies before it wipes the old buffer, so passing a part of it is safe.
+  assign(kj::arrayPtr(cStr(), keep));
+}
+
+void SecretString::clear() {
+  wipe(buffer.begin(), buffer.size());
+  buffer = nullptr;
+}
+
+kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out, size_t maxBytes) {
+  int fd = ::open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kj::str("'", path, "': ", errno == ENOENT ? "not found" : strerror(errno));
+  KJ_DEFER(::close(fd));
+  bool tooLong;
+  int error = readAll(fd, out, maxBytes, tooLong);
+  if (error != 0) return kj::str("'", path, "': ", strerror(error));
+  if (tooLong) return kj::str("'", path, "': larger than ", maxBytes, " bytes");
+  return nullptr;
+}
+
+kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, bool& wasLiteral) {
+  wasLiteral = false;
+  if (spec.startsWith("file:")) {
+    auto path = spec.slice(5);
+    if (path.size() == 0) return kj::str("password file: empty path");
+    SecretString contents;
+    KJ_IF_MAYBE(error, readSecretFile(path, contents, MAX_PASSWORD_BYTES)) {
+      return kj::str("password file ", *error);
+    }
+    auto chars = contents.asChars();
+    const char* newline = static_cast<const char*>(memchr(chars.begin(), '\n', chars.size()));
+    size_t line = newline == nullptr ? chars.size() : size_t(newline - chars.begin());
+    if (line > 0 && chars[line - 1] == '\r') line--;
+    out.assign(chars.slice(0, line));
+    return nullptr;
+  }
+  if (spec.startsWith("env:")) {
+    auto name = spec.slice(4);
+    if (name.size() == 0) return kj::str("password env: empty variable name");
+    const char* value = getenv(name.cStr());
+    if (value == nullptr) return kj::str("password environment variable ", name, " is not set");
+    out.assign(kj::arrayPtr(value, strlen(value)));
+    stripTrailingNewline(out);
+    return nullptr;
+  }
+  if (spec.startsWith("fd:")) {
+    KJ_IF_MAYBE(fd, parseUnsigned(spec.slice(3), 0, 1 << 20)) {
+      bool tooLong;
+      int error = readAll(int(*fd), out, MAX_PASSWORD_BYTES, tooLong);
+      // The descriptor was handed over for this one read; keeping it open would only leak it
+      // into the sandboxed process.
+      ::close(int(*fd));
+      if (error != 0) return kj::str("password fd:", *fd, ": ", strerror(error));
+      if (tooLong) return kj::str("password fd:", *fd, ": longer than ", MAX_PASSWORD_BYTES,
+                                  " bytes");
+      stripTrailingNewline(out);
+      return nullptr;
+    }
+    return kj::str("password fd: needs a descriptor number");
+  }
+  wasLiteral = true;
+  out.assign(spec);
+  return nullptr;
+}
+
+}  // namespace tlstap

@@ -1,0 +1,53 @@
+// Secrets read at start-up: passwords for keys, and the raw bytes of key files. They live in
+// SecretString, which wipes its buffer when freed, so no copy of a key or password is left in
+// freed heap memory for a later bug to leak.
+#pragma once
+
+#include <kj/array.h>
+#include <kj/common.h>
+#include <kj/string.h>
+
+namespace tlstap {
+
+// An owned, NUL-terminated byte buffer that is wiped when freed or replaced. Not copyable, so a
+// secret is never duplicated by accident; movable.
+class SecretString {
+public:
+  SecretString() = default;
+  explicit SecretString(kj::ArrayPtr<const char> text) { assign(text); }
+  SecretString(SecretString&& other) noexcept;
+  SecretString& operator=(SecretString&& other) noexcept;
+  KJ_DISALLOW_COPY(SecretString);
+  ~SecretString() noexcept(false);
+
+  // Replaces the contents (wiping the old ones).
+  void assign(kj::ArrayPtr<const char> text);
+  // Drops the last `count` bytes (wiping them).
+  void truncate(size_t count);
+  void clear();
+
+  size_t size() const { return buffer.size() == 0 ? 0 : buffer.size() - 1; }
+  // Valid while this object lives and is not modified; empty string when nothing is held.
+  const char* cStr() const { return buffer.size() == 0 ? "" : buffer.begin(); }
+  kj::ArrayPtr<const char> asChars() const { return kj::arrayPtr(cStr(), size()); }
+  kj::ArrayPtr<const kj::byte> asBytes() const {
+    return kj::arrayPtr(reinterpret_cast<const kj::byte*>(cStr()), size());
+  }
+
+private:
+  kj::Array<char> buffer;  // contents plus a NUL; empty when nothing is held
+};
+
+// Overwrites memory in a way the compiler may not optimise away.
+void wipe(void* data, size_t size);
+
+// Reads a whole file (at most maxBytes) into `out`. Returns the error, naming the path, or nullptr.
+kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out,
+                                     size_t maxBytes = 1 << 20);
+
+// Resolves a password given as "file:/path" (first line), "env:NAME", "fd:N" (read to EOF, then
+// closed) or a literal. A trailing newline is stripped. wasLiteral tells the caller to warn that
+// the password is visible in the process list. Returns the error text or nullptr.
+kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, bool& wasLiteral);
+
+}  // namespace tlstap
