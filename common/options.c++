@@ -20,6 +20,7 @@ void OptionParser::addFlag(kj::StringPtr longName, char shortName, kj::StringPtr
 }
 
 kj::Maybe<OptionParser::Option&> OptionParser::findLong(kj::StringPtr name) {
+  if (name.size() == 0) return nullptr;  // "--" or "--=x" must not match short-only options
   for (auto& option : options) {
     if (option.longName == name) return option;
   }

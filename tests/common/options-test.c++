@@ -62,6 +62,8 @@ TEST(OptionParser, ErrorsNameTheOptionAndTheCause) {
       {{"-z"}, "-z: unknown option"},
       {{"stray"}, "stray: unexpected argument"},
       {{"--verbose=yes"}, "--verbose: takes no value"},
+      {{"--"}, "--: unknown option"},
+      {{"--=x"}, "--: unknown option"},
   };
   for (auto& c : cases) {
     Parsed parsed;
