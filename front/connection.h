@@ -1,0 +1,101 @@
+// One proxied connection, from accept to close:
+//
+//   PEEKING      recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without consuming
+//   CONNECTING   certificate chosen for the name; non-blocking connect to the backend
+//   HANDSHAKING  GnuTLS server handshake with that certificate
+//   RELAYING     the Relay moves plaintext both ways; the recording sees every byte
+//
+// The first three stages share the handshake timeout; relaying has the idle timeout. Every
+// libevent callback enters through one boundary that catches any exception and closes this
+// connection only.
+#pragma once
+
+#include <gnutls/gnutls.h>
+#include <stdint.h>
+#include <kj/io.h>
+#include <kj/memory.h>
+#include <kj/string.h>
+
+#include "common/address.h"
+#include "front/client-hello.h"
+#include "front/event-handle.h"
+#include "front/flow-recorder.h"
+#include "front/relay.h"
+#include "front/tls-session.h"
+#include "front/worker.h"
+
+namespace tlstap {
+
+class Connection {
+public:
+  Connection(Worker& worker, kj::AutoCloseFd client, const SocketAddress& peer, Route route);
+  ~Connection() noexcept(false);
+  KJ_DISALLOW_COPY(Connection);
+
+  // Starts waiting for the ClientHello. Never throws.
+  void start();
+  // Shutdown: closes now; a relayed connection is recorded as closed in order. Never throws.
+  void stop();
+
+private:
+  enum class Stage { PEEKING, CONNECTING, HANDSHAKING, RELAYING, DONE };
+
+  Worker& worker;
+  const FrontContext& context;
+  SocketAddress peer;
+  Route route;
+  int64_t acceptedUs;
+  Stage stage = Stage::PEEKING;
+
+  size_t peekedBytes = 0;  // what the last peek saw, to tell new bytes from an EOF
+  ClientHelloInfo hello;
+  gnutls_certificate_credentials_t credentials = nullptr;
+  kj::StringPtr alpnOffer;
+  SocketAddress backendAddress;
+  uint64_t lastActivity = 0;    // Relay::activity() when the idle clock was last restarted
+  int64_t lastActivityUs = 0;   // monotonic time of that
+
+  // Declaration order is teardown order reversed: the flow (whose drain callback wakes us) and
+  // the relay go first, then the TLS session, then the events, and the sockets last.
+  kj::AutoCloseFd clientFd;
+  kj::AutoCloseFd backendFd;
+  EventHandle clientReadable;
+  EventHandle clientWritable;
+  EventHandle backendReadable;
+  EventHandle backendWritable;
+  EventHandle timer;
+  EventHandle wake;
+  kj::Maybe<kj::Own<TlsSession>> tls;
+  kj::Maybe<kj::Own<RecordedFlow>> flow;
+  kj::Maybe<kj::Own<Relay>> relay;
+
+  // The only way in from libevent: runs `method`, catches everything, closes on an exception.
+  template <void (Connection::*method)()>
+  static void boundary(evutil_socket_t, short, void* self);
+
+  void onSocketReady();
+  void onTimer();
+
+  void peekHello();
+  void chooseCertificate();
+  void connectBackend();
+  void backendConnected();
+  void startHandshake();
+  void continueHandshake();
+  void startRelay();
+  void pumpRelay();
+  void endRelay();
+
+  // Refuses a connection whose ClientHello was only peeked at: consumes it, answers with a
+  // fatal alert and closes, after one log line.
+  void refuse(uint8_t alert, kj::StringPtr why);
+  void fail(kj::Exception&& exception) noexcept;
+  // Ends the recording (if any), closes both sockets (with RST when `reset`) and hands this
+  // connection back to the worker.
+  void close(bool reset, kj::Maybe<Side> resetBy) noexcept;
+  void closeRecording(kj::Maybe<Side> resetBy) noexcept;
+  void setClientLowWater(int bytes);
+  kj::String who() const;
+};
+
+}  // namespace tlstap

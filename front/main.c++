@@ -1,0 +1,278 @@
+// tlstap-front: wires the parts together in the start-up order of DESIGN.md (options, keys and
+// certificates, listening sockets, recorder), then runs the event loop until SIGTERM/SIGINT.
+// Any start-up failure is one line on stderr and exit status 2, with nothing started.
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <kj/debug.h>
+#include <kj/exception.h>
+
+#include "common/event-port.h"
+#include "common/fd-stream.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "front/backend-connector.h"
+#include "front/cert-store.h"
+#include "front/embedded-recorder.h"
+#include "front/front-options.h"
+#include "front/listener.h"
+#include "front/recorder-client.h"
+#include "front/tls-session.h"
+#include "front/worker.h"
+
+namespace tlstap {
+namespace {
+
+constexpr const char* PROGRAM = "tlstap-front";
+constexpr const char* SYNOPSIS =
+    "--terminate --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
+
+// One event_base, freed on exit.
+class EventBase {
+public:
+  EventBase() : base(event_base_new()) { KJ_ASSERT(base != nullptr, "event_base_new failed"); }
+  ~EventBase() noexcept { event_base_free(base); }
+  KJ_DISALLOW_COPY(EventBase);
+  event_base* get() const { return base; }
+
+private:
+  event_base* base;
+};
+
+// How long shutdown waits for the recording to drain before giving up on it.
+constexpr auto DRAIN_TIMEOUT = 30 * kj::SECONDS;
+// How long start-up waits for the recorder to answer.
+constexpr auto RECORDER_READY_TIMEOUT = 10 * kj::SECONDS;
+
+// SIGTERM/SIGINT: stop accepting, end the open connections (each recorded as closed), let the
+// recording drain, then leave the loop. A second signal leaves at once.
+class Shutdown {
+public:
+  Shutdown(KjOnLibevent& kj, Acceptor& acceptor, Worker& worker,
+           kj::Maybe<RecorderClient&> recorder)
+      : kj(kj), base(kj.base()), acceptor(acceptor), worker(worker), recorder(recorder),
+        term(base, SIGTERM, EV_SIGNAL | EV_PERSIST, &Shutdown::onSignal, this),
+        interrupt(base, SIGINT, EV_SIGNAL | EV_PERSIST, &Shutdown::onSignal, this) {
+    term.add();
+    interrupt.add();
+  }
+
+  // The process exit status once the loop has ended.
+  int status() const { return exitStatus; }
+  // After the loop: drops a drain still pending (after a second signal), before the recorder
+  // client it waits on goes away.
+  void abandonDrain() { drain = nullptr; }
+
+private:
+  KjOnLibevent& kj;
+  event_base* base;
+  Acceptor& acceptor;
+  Worker& worker;
+  kj::Maybe<RecorderClient&> recorder;
+  EventHandle term;
+  EventHandle interrupt;
+  bool stopping = false;
+  int exitStatus = 0;
+  kj::Maybe<kj::Promise<void>> drain;
+
+  static void onSignal(evutil_socket_t signal, short, void* arg) {
+    auto& self = *reinterpret_cast<Shutdown*>(arg);
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { self.begin(int(signal)); })) {
+      logError("shutting down: ", exception->getDescription());
+      self.exitStatus = 1;
+      event_base_loopexit(self.base, nullptr);
+    }
+  }
+
+  void begin(int signal) {
+    if (stopping) {
+      logWarning("second signal: exiting without waiting for the recording");
+      exitStatus = 1;
+      event_base_loopbreak(base);
+      return;
+    }
+    stopping = true;
+    logInfo(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopping (", worker.size(),
+            " connections open)");
+    acceptor.close();
+    worker.closeAll();
+    KJ_IF_MAYBE(client, recorder) {
+      auto timeout = kj.timer().afterDelay(DRAIN_TIMEOUT).then([this]() {
+        logError("the recording did not drain within ", DRAIN_TIMEOUT / kj::SECONDS,
+                 " s; exiting anyway");
+        exitStatus = 1;
+      });
+      drain = client->drainAndClose()
+                  .then([]() {}, [this](kj::Exception&& exception) {
+                    logError("draining the recording: ", exception.getDescription());
+                    exitStatus = 1;
+                  })
+                  .exclusiveJoin(kj::mv(timeout))
+                  .then([this]() { event_base_loopexit(base, nullptr); })
+                  .eagerlyEvaluate(nullptr);
+    } else {
+      event_base_loopexit(base, nullptr);
+    }
+  }
+};
+
+// Opens the link to an external recorder (--recorder). Exits 2 if it cannot.
+kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringPtr address) {
+  if (!address.startsWith("unix:")) {
+    exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": only unix:/path is supported "
+                                        "yet (the TLS link to a remote recorder is not)"));
+  }
+  SocketAddress target;
+  KJ_IF_MAYBE(error, parseListenAddress(address, target)) {
+    exitWithUsageError(PROGRAM, kj::str("--recorder: ", *error));
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) exitWithUsageError(PROGRAM, kj::str("--recorder: socket: ", strerror(errno)));
+  kj::AutoCloseFd owned(fd);
+  if (::connect(fd, target.get(), target.length) != 0) {
+    exitWithUsageError(PROGRAM, kj::str("--recorder: cannot connect to ", address, ": ",
+                                        strerror(errno)));
+  }
+  return wrapSocketFd(base, kj::mv(owned));
+}
+
+// Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
+// not: a recorder that refused its own options has already said why on stderr.
+void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr what,
+                     kj::Maybe<EmbeddedRecorder&> embedded) {
+  bool ready = false;
+  kj::Maybe<kj::String> failure;
+  client.whenReady()
+      .then([&]() { ready = true; },
+            [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
+      .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+      .wait(kj.waitScope());
+  KJ_IF_MAYBE(child, embedded) {
+    // An embedded recorder that refused its options has printed the one line saying why.
+    if (!ready && child->checkExited() != nullptr) exit(2);
+  }
+  KJ_IF_MAYBE(cause, failure) {
+    exitWithUsageError(PROGRAM, kj::str(what, ": the recorder is not available: ", *cause));
+  }
+  if (!ready) {
+    exitWithUsageError(PROGRAM, kj::str(what, ": the recorder did not answer within ",
+                                        RECORDER_READY_TIMEOUT / kj::SECONDS, " s"));
+  }
+}
+
+int run(int argc, char** argv) {
+  setLogProgram(PROGRAM);
+  // Writes to a peer that has gone must fail with EPIPE, not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+
+  FrontOptions options;
+  OptionParser parser(PROGRAM, SYNOPSIS);
+  addFrontOptions(parser, options);
+  parser.parseOrExit(argc, argv);
+  KJ_IF_MAYBE(error, checkFrontOptions(options)) exitWithUsageError(PROGRAM, *error);
+  setLogVerbose(options.verbose);
+
+  CertStore certs;
+  for (auto& spec : options.serverCerts) {
+    KJ_IF_MAYBE(error, certs.addServerCert(spec)) {
+      exitWithUsageError(PROGRAM, kj::str("--servercert: ", *error));
+    }
+  }
+
+  SocketAddress backendHost;
+  auto& connectHost = KJ_ASSERT_NONNULL(options.connectHost);
+  KJ_IF_MAYBE(error, resolveBackendHost(connectHost, backendHost)) {
+    exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+  }
+
+  kj::Maybe<kj::Own<TlsServerConfig>> tlsConfig;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    tlsConfig = kj::heap<TlsServerConfig>();
+  })) {
+    exitWithUsageError(PROGRAM, kj::str("TLS set-up: ", exception->getDescription()));
+  }
+
+  kj::Vector<BoundListener> listeners;
+  KJ_IF_MAYBE(error, bindListeners(options.ports, listeners)) {
+    exitWithUsageError(PROGRAM, *error);
+  }
+
+  EventBase base;
+  KjOnLibevent kj(base.get());
+
+  // Declared before the client that uses its link, so it is destroyed after it.
+  EmbeddedRecorder embedded;
+  kj::Maybe<kj::Own<RecorderClient>> recorderClient;
+  KJ_IF_MAYBE(address, options.recorderAddress) {
+    auto client = kj::heap<RecorderClient>(connectExternalRecorder(base.get(), *address));
+    waitForRecorder(kj, *client, "--recorder", nullptr);
+    recorderClient = kj::mv(client);
+  } else {
+    RecordingOutputs outputs;
+    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
+    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
+    outputs.pcapOverIp = options.pcapOverIp.asPtr();
+    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
+    outputs.autoflushSeconds = options.autoflushSeconds;
+    outputs.verbose = options.verbose;
+    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
+    auto client = kj::heap<RecorderClient>(wrapSocketFd(base.get(), embedded.takeLink()));
+    waitForRecorder(kj, *client, "tlstap-recorder", embedded);
+    recorderClient = kj::mv(client);
+  }
+  kj::Maybe<FlowRecorder&> recorder;
+  kj::Maybe<RecorderClient&> recorderRef;
+  KJ_IF_MAYBE(client, recorderClient) {
+    recorder = **client;
+    recorderRef = **client;
+  }
+
+  kj::Maybe<kj::StringPtr> noSni;
+  KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
+  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
+                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+  Worker worker(base.get(), context, recorder, options.maxConnections);
+  Acceptor acceptor(worker, kj::mv(listeners));
+  Shutdown shutdown(kj, acceptor, worker, recorderRef);
+  acceptor.start();
+  logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
+  if (options.threads > 1) {
+    // The connection path keeps its per-loop state in Worker, ready for one loop per thread.
+    logDebug("--threads ", options.threads, ": one event loop for now");
+  }
+
+  if (event_base_dispatch(base.get()) < 0) {
+    logError("event loop failed");
+    return 1;
+  }
+  int status = shutdown.status();
+  shutdown.abandonDrain();
+  if (embedded.pid() > 0) {
+    // The drained link is closed: the recorder finishes its files and exits.
+    recorderClient = nullptr;
+    int recorderStatus = embedded.wait();
+    if (recorderStatus != 0) {
+      logError("tlstap-recorder exited with status ", recorderStatus);
+      status = 1;
+    }
+  }
+  logInfo("stopped");
+  return status;
+}
+
+}  // namespace
+}  // namespace tlstap
+
+int main(int argc, char** argv) {
+  int status = 1;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { status = tlstap::run(argc, argv); })) {
+    tlstap::logError(exception->getDescription());
+    return 1;
+  }
+  return status;
+}

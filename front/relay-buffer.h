@@ -1,0 +1,38 @@
+// The bytes one side of a relay has read but the other side has not yet accepted. Bounded, so a
+// fast sender is stopped (the relay stops reading it) instead of growing memory; and allocated
+// only while it holds bytes, so an idle connection costs no buffer at all.
+#pragma once
+
+#include <stddef.h>
+#include <kj/array.h>
+#include <kj/common.h>
+
+namespace tlstap {
+
+class RelayBuffer {
+public:
+  explicit RelayBuffer(size_t capacity) : capacity(capacity) {}
+  KJ_DISALLOW_COPY(RelayBuffer);
+
+  size_t size() const { return end - begin; }
+  bool empty() const { return end == begin; }
+  // How many more bytes append() accepts.
+  size_t room() const { return capacity - size(); }
+  bool allocated() const { return storage != nullptr; }
+
+  // The bytes waiting to be written, oldest first.
+  kj::ArrayPtr<const kj::byte> readable() const { return storage.slice(begin, end); }
+
+  // Adds bytes after the ones already held; bytes.size() must not exceed room().
+  void append(kj::ArrayPtr<const kj::byte> bytes);
+  // Drops the first `count` bytes (they were written); frees the storage once empty.
+  void consume(size_t count);
+
+private:
+  size_t capacity;
+  kj::Array<kj::byte> storage;
+  size_t begin = 0;
+  size_t end = 0;
+};
+
+}  // namespace tlstap

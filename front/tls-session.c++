@@ -1,0 +1,204 @@
+#include "tls-session.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <kj/debug.h>
+#include <kj/exception.h>
+
+namespace tlstap {
+
+namespace {
+
+// TLS 1.3 and 1.2 only; the server's cipher order wins so weak client preferences do not.
+constexpr const char* PRIORITY = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE";
+
+[[noreturn]] void throwTls(kj::Exception::Type type, kj::StringPtr what, kj::StringPtr reason) {
+  kj::throwFatalException(kj::Exception(type, __FILE__, __LINE__, kj::str(what, ": ", reason)));
+}
+
+bool isResetErrno(int error) {
+  return error == ECONNRESET || error == EPIPE || error == ECONNABORTED;
+}
+
+}  // namespace
+
+kj::FixedArray<kj::byte, 7> makeFatalAlertRecord(uint8_t description) {
+  kj::FixedArray<kj::byte, 7> record;
+  record[0] = 21;    // content type: alert
+  record[1] = 0x03;  // legacy record version TLS 1.2 (0x0303), as TLS 1.3 servers send too
+  record[2] = 0x03;
+  record[3] = 0x00;  // length: 2
+  record[4] = 0x02;
+  record[5] = 2;     // level: fatal
+  record[6] = description;
+  return record;
+}
+
+TlsServerConfig::TlsServerConfig() {
+  const char* errorPosition = nullptr;
+  int rc = gnutls_priority_init(&priorityCache, PRIORITY, &errorPosition);
+  if (rc < 0) {
+    throwTls(kj::Exception::Type::FAILED, "TLS priority string", gnutls_strerror(rc));
+  }
+  // One key for the life of the process: tickets stay valid across connections and workers, and
+  // a restart invalidates them, which is what a rotation would do.
+  rc = gnutls_session_ticket_key_generate(&ticketKeyDatum);
+  if (rc < 0) {
+    gnutls_priority_deinit(priorityCache);
+    throwTls(kj::Exception::Type::FAILED, "session ticket key", gnutls_strerror(rc));
+  }
+}
+
+TlsServerConfig::~TlsServerConfig() noexcept {
+  if (ticketKeyDatum.data != nullptr) {
+    gnutls_memset(ticketKeyDatum.data, 0, ticketKeyDatum.size);
+    gnutls_free(ticketKeyDatum.data);
+  }
+  if (priorityCache != nullptr) gnutls_priority_deinit(priorityCache);
+}
+
+TlsSession::TlsSession(const TlsServerConfig& config,
+                       gnutls_certificate_credentials_t credentials, int fd, kj::StringPtr alpn)
+    : socket(fd), alpnOffer(kj::heapString(alpn)) {
+  int rc = gnutls_init(&session, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+  if (rc < 0) {
+    session = nullptr;
+    throwTls(kj::Exception::Type::FAILED, "gnutls_init", gnutls_strerror(rc));
+  }
+  rc = gnutls_priority_set(session, config.priority());
+  if (rc >= 0) rc = gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials);
+  if (rc >= 0) rc = gnutls_session_ticket_enable_server(session, &config.ticketKey());
+  if (rc >= 0 && alpnOffer.size() > 0) {
+    gnutls_datum_t protocol = {reinterpret_cast<unsigned char*>(alpnOffer.begin()),
+                               static_cast<unsigned>(alpnOffer.size())};
+    rc = gnutls_alpn_set_protocols(session, &protocol, 1, GNUTLS_ALPN_SERVER_PRECEDENCE);
+  }
+  if (rc < 0) throwTls(kj::Exception::Type::FAILED, "TLS session set-up", gnutls_strerror(rc));
+  // Our own transport functions so that the errno of a failed recv/send survives until we
+  // classify the error (a reset is the peer's doing, anything else is a failure).
+  gnutls_transport_set_ptr(session, this);
+  gnutls_transport_set_pull_function(session, &TlsSession::pull);
+  gnutls_transport_set_vec_push_function(session, &TlsSession::vecPush);
+}
+
+TlsSession::~TlsSession() noexcept {
+  if (session != nullptr) gnutls_deinit(session);
+}
+
+ssize_t TlsSession::pull(gnutls_transport_ptr_t ptr, void* data, size_t size) {
+  auto& self = *reinterpret_cast<TlsSession*>(ptr);
+  ssize_t n = ::recv(self.socket, data, size, 0);
+  if (n < 0) {
+    self.lastErrno = errno;
+    gnutls_transport_set_errno(self.session, errno);
+  }
+  return n;
+}
+
+ssize_t TlsSession::vecPush(gnutls_transport_ptr_t ptr, const giovec_t* iov, int count) {
+  auto& self = *reinterpret_cast<TlsSession*>(ptr);
+  struct msghdr message = {};
+  message.msg_iov = const_cast<struct iovec*>(iov);
+  message.msg_iovlen = count;
+  ssize_t n = ::sendmsg(self.socket, &message, MSG_NOSIGNAL);
+  if (n < 0) {
+    self.lastErrno = errno;
+    gnutls_transport_set_errno(self.session, errno);
+  }
+  return n;
+}
+
+template <typename Call>
+TlsResult TlsSession::call(const char* what, Call&& gnutlsCall) {
+  for (;;) {
+    lastErrno = 0;
+    ssize_t rc = gnutlsCall();
+    if (rc >= 0) return {TlsStatus::DONE, size_t(rc)};
+    switch (rc) {
+      case GNUTLS_E_AGAIN:
+      case GNUTLS_E_INTERRUPTED:
+        return {TlsStatus::AGAIN, 0};
+      case GNUTLS_E_PREMATURE_TERMINATION:
+        // TCP EOF without close_notify: many clients end this way; the stream is over all the
+        // same, and it is not a reset.
+        return {TlsStatus::END, 0};
+      case GNUTLS_E_REHANDSHAKE:
+        // A client asking to renegotiate: refuse with a warning and go on with the session.
+        gnutls_alert_send(session, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
+        continue;
+      case GNUTLS_E_PUSH_ERROR:
+      case GNUTLS_E_PULL_ERROR:
+        failure = int(rc);
+        if (isResetErrno(lastErrno)) {
+          throwTls(kj::Exception::Type::DISCONNECTED, what, "connection reset by client");
+        }
+        throwTls(kj::Exception::Type::FAILED, what,
+                 lastErrno != 0 ? strerror(lastErrno) : gnutls_strerror(rc));
+      default:
+        if (!gnutls_error_is_fatal(rc)) continue;  // e.g. a warning alert: nothing to act on
+        failure = int(rc);
+        if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+          throwTls(kj::Exception::Type::FAILED, what,
+                   kj::str("client sent fatal alert: ",
+                           gnutls_alert_get_name(gnutls_alert_get(session))));
+        }
+        throwTls(kj::Exception::Type::FAILED, what, gnutls_strerror(rc));
+    }
+  }
+}
+
+TlsResult TlsSession::handshake() {
+  return call("TLS handshake", [&]() -> ssize_t { return gnutls_handshake(session); });
+}
+
+TlsResult TlsSession::recv(kj::ArrayPtr<kj::byte> buffer) {
+  auto result = call("TLS read", [&]() -> ssize_t {
+    return gnutls_record_recv(session, buffer.begin(), buffer.size());
+  });
+  // A zero-byte DONE is close_notify.
+  if (result.status == TlsStatus::DONE && result.bytes == 0) result.status = TlsStatus::END;
+  return result;
+}
+
+TlsResult TlsSession::send(kj::ArrayPtr<const kj::byte> bytes) {
+  return call("TLS write", [&]() -> ssize_t {
+    return gnutls_record_send(session, bytes.begin(), bytes.size());
+  });
+}
+
+TlsResult TlsSession::bye() {
+  return call("TLS close", [&]() -> ssize_t { return gnutls_bye(session, GNUTLS_SHUT_WR); });
+}
+
+bool TlsSession::wantsWrite() const { return gnutls_record_get_direction(session) == 1; }
+
+void TlsSession::sendAlertForFailure() {
+  // Transport errors and alerts from the client leave nothing worth answering.
+  if (failure == 0 || failure == GNUTLS_E_PUSH_ERROR || failure == GNUTLS_E_PULL_ERROR ||
+      failure == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+    return;
+  }
+  gnutls_alert_send_appropriate(session, failure);
+}
+
+kj::String TlsSession::version() const {
+  const char* name = gnutls_protocol_get_name(gnutls_protocol_get_version(session));
+  return kj::heapString(name != nullptr ? name : "");
+}
+
+kj::String TlsSession::cipher() const {
+  const char* name = gnutls_ciphersuite_get(session);
+  return kj::heapString(name != nullptr ? name : "");
+}
+
+kj::String TlsSession::negotiatedAlpn() const {
+  gnutls_datum_t protocol = {nullptr, 0};
+  if (gnutls_alpn_get_selected_protocol(session, &protocol) < 0) return kj::heapString("");
+  return kj::heapString(reinterpret_cast<const char*>(protocol.data), protocol.size);
+}
+
+bool TlsSession::resumed() const { return gnutls_session_is_resumed(session) != 0; }
+
+}  // namespace tlstap

@@ -1,0 +1,99 @@
+// The GnuTLS boundary of the front: every call into a server session goes through one wrapper
+// (in the shape of KJ's sslCall()) that turns GnuTLS's return codes into three outcomes the
+// relay can act on (done, try again when the socket is ready, the peer ended the stream) and
+// throws for everything fatal. The caller's event callback catches that exception and closes
+// this one connection; nothing else is affected.
+#pragma once
+
+#include <gnutls/gnutls.h>
+#include <stdint.h>
+#include <kj/array.h>
+#include <kj/string.h>
+
+namespace tlstap {
+
+// Alert descriptions (RFC 8446 section 6) the front sends by hand, before a session exists.
+constexpr uint8_t TLS_ALERT_HANDSHAKE_FAILURE = 40;
+constexpr uint8_t TLS_ALERT_INTERNAL_ERROR = 80;
+constexpr uint8_t TLS_ALERT_UNRECOGNIZED_NAME = 112;
+
+// The 7-byte TLS record that carries one fatal alert. The front refuses a ClientHello it has only
+// peeked at (no certificate for the name, backend down) before any GnuTLS session exists, so it
+// writes this record itself.
+kj::FixedArray<kj::byte, 7> makeFatalAlertRecord(uint8_t description);
+
+// Settings every server session shares, read-only after construction (so one instance serves
+// every worker thread): protocol priorities and the session ticket key.
+class TlsServerConfig {
+public:
+  // Throws with the GnuTLS reason if the priority string or ticket key cannot be set up.
+  TlsServerConfig();
+  ~TlsServerConfig() noexcept;
+  KJ_DISALLOW_COPY(TlsServerConfig);
+
+  gnutls_priority_t priority() const { return priorityCache; }
+  const gnutls_datum_t& ticketKey() const { return ticketKeyDatum; }
+
+private:
+  gnutls_priority_t priorityCache = nullptr;
+  gnutls_datum_t ticketKeyDatum = {nullptr, 0};  // wiped when freed
+};
+
+enum class TlsStatus {
+  DONE,   // the call completed; `bytes` says how much was transferred
+  AGAIN,  // wait until the socket is ready (wantsWrite() says which way), then call again
+  END,    // the peer ended the stream (close_notify, or EOF without it)
+};
+
+struct TlsResult {
+  TlsStatus status;
+  size_t bytes;
+};
+
+// One server-side TLS session on a connected, non-blocking socket (which it does not own).
+class TlsSession {
+public:
+  // `alpn`: the one protocol to select if the client offers it, or empty for no ALPN.
+  TlsSession(const TlsServerConfig& config, gnutls_certificate_credentials_t credentials, int fd,
+             kj::StringPtr alpn);
+  ~TlsSession() noexcept;
+  KJ_DISALLOW_COPY(TlsSession);
+
+  // Each of these returns DONE, AGAIN or END, or throws a kj::Exception: DISCONNECTED when the
+  // peer reset the connection, FAILED for any other fatal TLS or socket error.
+  TlsResult handshake();
+  TlsResult recv(kj::ArrayPtr<kj::byte> buffer);
+  // After AGAIN, call again with at least the bytes of the interrupted call, which GnuTLS has
+  // already encrypted and will send first; DONE then reports how many bytes were taken.
+  TlsResult send(kj::ArrayPtr<const kj::byte> bytes);
+  // Sends close_notify (our direction only; the peer may go on sending).
+  TlsResult bye();
+
+  // After AGAIN: whether the interrupted call waits for the socket to be writable (else readable).
+  bool wantsWrite() const;
+  int fd() const { return socket; }
+
+  // After a call threw: sends the alert that matches its GnuTLS error, best effort (the socket is
+  // non-blocking and the connection is closed right after either way).
+  void sendAlertForFailure();
+
+  kj::String version() const;
+  kj::String cipher() const;
+  kj::String negotiatedAlpn() const;
+  bool resumed() const;
+
+private:
+  gnutls_session_t session = nullptr;
+  int socket;
+  int lastErrno = 0;  // errno of the last failed transport call, to tell a reset from a failure
+  int failure = 0;    // the GnuTLS error of the last call that threw
+  kj::String alpnOffer;
+
+  template <typename Call>
+  TlsResult call(const char* what, Call&& gnutlsCall);
+
+  static ssize_t pull(gnutls_transport_ptr_t self, void* data, size_t size);
+  static ssize_t vecPush(gnutls_transport_ptr_t self, const giovec_t* iov, int count);
+};
+
+}  // namespace tlstap

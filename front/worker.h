@@ -1,0 +1,84 @@
+// One event loop's share of the front: the connections accepted on it, the connection limit,
+// and the buffers its connections share. Everything here runs on one thread; what all workers
+// share (certificates, TLS settings, the backend address) is the read-only FrontContext.
+#pragma once
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <unordered_map>
+#include <kj/array.h>
+#include <kj/function.h>
+#include <kj/io.h>
+#include <kj/memory.h>
+#include <kj/vector.h>
+
+#include "common/address.h"
+#include "front/event-handle.h"
+#include "front/flow-recorder.h"
+
+namespace tlstap {
+
+class CertStore;
+class Connection;
+class TlsServerConfig;
+
+// Set up by main() before the loop runs; read-only afterwards.
+struct FrontContext {
+  const CertStore& certs;
+  const TlsServerConfig& tls;
+  kj::Maybe<kj::StringPtr> noSni;  // the name a ClientHello without SNI is taken to ask for
+  SocketAddress backendHost;       // --connect HOST; each route supplies the port
+  uint32_t handshakeTimeoutSeconds;
+  uint32_t idleTimeoutSeconds;
+};
+
+// Where a listener's connections go: the -p mapping as the connection path needs it.
+struct Route {
+  uint16_t pcapPort;
+  uint16_t forwardPort;
+};
+
+class Worker {
+public:
+  Worker(event_base* base, const FrontContext& context, kj::Maybe<FlowRecorder&> recorder,
+         uint32_t maxConnections);
+  ~Worker() noexcept(false);
+  KJ_DISALLOW_COPY(Worker);
+
+  event_base* base() const { return eventBase; }
+  const FrontContext& context() const { return frontContext; }
+  kj::Maybe<FlowRecorder&> recorder() { return flowRecorder; }
+  // A read buffer shared by this worker's connections, only used within one callback.
+  kj::ArrayPtr<kj::byte> scratch() { return scratchBuffer; }
+
+  // Takes over a freshly accepted socket. Never throws: a connection that cannot be set up is
+  // closed with a log line.
+  void accept(kj::AutoCloseFd fd, const SocketAddress& peer, Route route);
+
+  size_t size() const { return connections.size(); }
+  bool full() const { return connections.size() >= maxConnections; }
+  // Called whenever a connection ends while the worker was full, so accepting can resume.
+  void setOnRoom(kj::Function<void()> callback) { onRoom = kj::mv(callback); }
+
+  // A connection that has closed hands itself back; it is freed from the event loop shortly
+  // after, once no callback of it is on the stack.
+  void retire(Connection& connection);
+
+  // Shutdown: ends every connection now (recorded as an orderly close).
+  void closeAll();
+
+private:
+  event_base* eventBase;
+  const FrontContext& frontContext;
+  kj::Maybe<FlowRecorder&> flowRecorder;
+  uint32_t maxConnections;
+  kj::Array<kj::byte> scratchBuffer;
+  std::unordered_map<Connection*, kj::Own<Connection>> connections;
+  kj::Vector<kj::Own<Connection>> retired;
+  EventHandle reaper;
+  kj::Maybe<kj::Function<void()>> onRoom;
+
+  static void reap(evutil_socket_t, short, void* self);
+};
+
+}  // namespace tlstap

@@ -1,0 +1,51 @@
+#include "front/relay-buffer.h"
+
+#include <gtest/gtest.h>
+#include <kj/string.h>
+
+namespace tlstap {
+namespace {
+
+kj::ArrayPtr<const kj::byte> bytesOf(kj::StringPtr text) { return text.asBytes(); }
+
+kj::String textOf(kj::ArrayPtr<const kj::byte> bytes) {
+  return kj::heapString(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+TEST(RelayBuffer, HoldsNoStorageWhileEmpty) {
+  RelayBuffer buffer(16);
+  EXPECT_FALSE(buffer.allocated());
+  EXPECT_TRUE(buffer.empty());
+  EXPECT_EQ(buffer.room(), 16u);
+  buffer.append(bytesOf("abc"));
+  EXPECT_TRUE(buffer.allocated());
+  buffer.consume(3);
+  // An idle connection must not keep its buffers.
+  EXPECT_FALSE(buffer.allocated());
+  EXPECT_EQ(buffer.room(), 16u);
+}
+
+TEST(RelayBuffer, KeepsOrderAcrossPartialWrites) {
+  RelayBuffer buffer(8);
+  buffer.append(bytesOf("abcdef"));
+  buffer.consume(4);  // a partial write took "abcd"
+  EXPECT_EQ(textOf(buffer.readable()), "ef");
+  EXPECT_EQ(buffer.room(), 6u);
+  // Needs the unwritten bytes slid to the front to fit.
+  buffer.append(bytesOf("ghijkl"));
+  EXPECT_EQ(textOf(buffer.readable()), "efghijkl");
+  EXPECT_EQ(buffer.room(), 0u);
+  buffer.consume(1);
+  EXPECT_EQ(textOf(buffer.readable()), "fghijkl");
+}
+
+TEST(RelayBuffer, RefusesMoreThanItsBound) {
+  RelayBuffer buffer(4);
+  buffer.append(bytesOf("abc"));
+  EXPECT_ANY_THROW(buffer.append(bytesOf("de")));
+  EXPECT_EQ(textOf(buffer.readable()), "abc");
+  EXPECT_ANY_THROW(buffer.consume(4));
+}
+
+}  // namespace
+}  // namespace tlstap

@@ -1,0 +1,433 @@
+# Shared helpers for the integration tests (sourced, not run): one scenario a script, real
+# binaries, real peers, loopback only.
+#
+#   . "$(dirname "$0")/lib.sh"
+#
+# Gives every script: $WORK (a work directory, removed when the test passes, kept and its logs
+# printed when it fails), processes started with `spawn` stopped on exit, fail/pass, free ports,
+# waiting for a port, test certificates, backends (nginx, echo, refusing, resetting), starting
+# tlstap-front, and tshark checks of what it recorded.
+set -euo pipefail
+
+: "${TLSTAP_BUILD:?set TLSTAP_BUILD to the build directory}"
+TLSTAP_SOURCE=${TLSTAP_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+FRONT=$TLSTAP_BUILD/front/tlstap-front
+RECORDER=$TLSTAP_BUILD/recorder/tlstap-recorder
+TEST_NAME=$(basename "$0" .sh)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tlstap-$TEST_NAME.XXXXXX")
+mkdir "$WORK/captures"  # the usual -o directory
+SPAWNED=()
+PASSED=0
+USED_PORTS=" "
+
+_cleanup() {
+  local pid
+  for pid in "${SPAWNED[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
+  local deadline=$((SECONDS + 5))
+  for pid in "${SPAWNED[@]}"; do
+    while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    kill -KILL "$pid" 2> /dev/null || true
+  done
+  wait 2> /dev/null || true
+  if [[ $PASSED == 1 && -z ${TLSTAP_KEEP_WORK:-} ]]; then
+    rm -rf "$WORK"
+  else
+    echo "work directory kept: $WORK"
+    local log
+    for log in "$WORK"/*.log; do
+      [[ -f $log ]] && { echo "--- last lines of $log"; tail -n 25 "$log"; }
+    done
+  fi
+}
+trap _cleanup EXIT
+
+fail() {
+  echo "FAIL: $TEST_NAME: $*"
+  exit 1
+}
+
+note() {
+  echo "$TEST_NAME: $*"
+}
+
+pass() {
+  PASSED=1
+  echo "PASS: $TEST_NAME ($SECONDS s)"
+}
+
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" > /dev/null || fail "$tool is not installed"
+  done
+}
+
+# --- processes --------------------------------------------------------------------------------
+
+# spawn LOG COMMAND...: runs COMMAND in the background with stdout and stderr in LOG; sets
+# SPAWNED_PID. Every spawned process is stopped when the script exits.
+spawn() {
+  local log=$1
+  shift
+  "$@" > "$log" 2>&1 &
+  SPAWNED_PID=$!
+  SPAWNED+=("$SPAWNED_PID")
+}
+
+# True while the process runs (kill -0 alone also succeeds on a zombie).
+process_alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2> /dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# stop_process PID [SECONDS]: SIGTERM, wait for the exit; sets STOP_STATUS to the exit status
+# (not a command substitution: only this shell can wait for its children). Fails if the process
+# is still running after SECONDS (default 20).
+stop_process() {
+  local pid=$1 timeout=${2:-20}
+  kill -TERM "$pid" 2> /dev/null || true
+  local deadline=$((SECONDS + timeout))
+  while process_alive "$pid"; do
+    ((SECONDS < deadline)) || fail "process $pid still running ${timeout} s after SIGTERM"
+    sleep 0.1
+  done
+  STOP_STATUS=0
+  wait "$pid" 2> /dev/null || STOP_STATUS=$?
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds.
+wait_for() {
+  local timeout=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    ((SECONDS < deadline)) || fail "timed out after ${timeout} s waiting for $what"
+    sleep 0.1
+  done
+}
+
+# --- ports ------------------------------------------------------------------------------------
+
+# free_port: prints a TCP port that nothing listens on now (on IPv4 or IPv6 loopback/any) and
+# that this script has not handed out before.
+free_port() {
+  local port
+  for _ in $(seq 50); do
+    port=$(python3 -c '
+import socket
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 0))
+print(s.getsockname()[1])')
+    if [[ $USED_PORTS != *" $port "* ]]; then
+      USED_PORTS+="$port "
+      echo "$port"
+      return 0
+    fi
+  done
+  fail "no free port found"
+}
+
+port_listening() {
+  ss -Hltn "sport = :$1" | grep -q .
+}
+
+wait_port() {
+  wait_for "${2:-10}" "a listener on port $1" port_listening "$1"
+}
+
+# --- certificates -----------------------------------------------------------------------------
+
+# make_cert NAME CN [DNS-NAME...]: a self-signed ECDSA P-256 certificate for CN and the DNS
+# names, as $WORK/NAME.pem (certificate), NAME.key, NAME.p12 (PKCS#12 with the password in
+# NAME.pw) and NAME-bundle.pem (certificate and key in one PEM).
+make_cert() {
+  local name=$1 cn=$2
+  shift 2
+  local sans="DNS:$cn" dns
+  for dns in "$@"; do sans+=",DNS:$dns"; done
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=$cn" -addext "subjectAltName=$sans" \
+    -keyout "$WORK/$name.key" -out "$WORK/$name.pem" 2> "$WORK/openssl-$name.err" ||
+    fail "openssl could not make a certificate: $(cat "$WORK/openssl-$name.err")"
+  echo "pw-$name-$RANDOM" > "$WORK/$name.pw"
+  openssl pkcs12 -export -in "$WORK/$name.pem" -inkey "$WORK/$name.key" \
+    -out "$WORK/$name.p12" -passout "file:$WORK/$name.pw" ||
+    fail "openssl could not make $name.p12"
+  cat "$WORK/$name.pem" "$WORK/$name.key" > "$WORK/$name-bundle.pem"
+}
+
+# The subject of the certificate a TLS server on 127.0.0.1:PORT sends for SNI NAME (no SNI when
+# NAME is empty), e.g. "subject=CN = www.example.com"; empty when the handshake fails.
+served_subject() {
+  local port=$1 name=$2
+  local sni=(-servername "$name")
+  [[ -n $name ]] || sni=(-noservername)
+  timeout 30 openssl s_client -connect "127.0.0.1:$port" "${sni[@]}" < /dev/null 2> /dev/null |
+    openssl x509 -noout -subject 2> /dev/null || true
+}
+
+# --- backends ---------------------------------------------------------------------------------
+
+# start_nginx PORT ROOT: nginx (non-daemon, own temp config) serving ROOT on 127.0.0.1:PORT.
+start_nginx() {
+  local port=$1 root=$2 dir=$WORK/nginx-$1
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" << EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 256; }
+http {
+  access_log $dir/access.log;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$port;
+    root $root;
+  }
+}
+EOF
+  spawn "$WORK/nginx-$port.log" nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
+  NGINX_PID=$SPAWNED_PID
+  wait_port "$port"
+}
+
+# start_backend KIND PORT: a Python backend on 127.0.0.1:PORT; sets BACKEND_PID.
+#   echo   echoes every byte back; closes after the client's EOF, once all is echoed
+#   reset  reads a little, then resets the connection (RST)
+#   greet  sends "greeting\n" and half-closes (FIN) at once, then reads to EOF and prints
+#          "received N SHA256" on its log
+start_backend() {
+  local kind=$1 port=$2
+  cat > "$WORK/backend.py" << 'EOF'
+import socket, struct, sys, threading
+kind, port = sys.argv[1], int(sys.argv[2])
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(256)
+
+def echo(conn):
+    with conn:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            conn.sendall(data)
+
+def reset(conn):
+    conn.recv(1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+def greet(conn):
+    import hashlib
+    with conn:
+        conn.sendall(b"greeting\n")
+        conn.shutdown(socket.SHUT_WR)
+        digest, count = hashlib.sha256(), 0
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            digest.update(data)
+            count += len(data)
+        print("received", count, digest.hexdigest(), flush=True)
+
+handler = {"echo": echo, "reset": reset, "greet": greet}[kind]
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=handler, args=(conn,), daemon=True).start()
+EOF
+  spawn "$WORK/backend-$kind-$port.log" python3 "$WORK/backend.py" "$kind" "$port"
+  BACKEND_PID=$SPAWNED_PID
+  wait_port "$port"
+}
+
+# --- tlstap-recorder and tlstap-front ---------------------------------------------------------
+
+# start_recorder LOG ARGS...: an external tlstap-recorder (e.g. --listen unix:PATH -w FILE);
+# waits for its "listening on" line; sets RECORDER_PID.
+start_recorder() {
+  local log=$1
+  shift
+  [[ -x $RECORDER ]] || fail "$RECORDER is not built"
+  spawn "$log" "$RECORDER" "$@"
+  RECORDER_PID=$SPAWNED_PID
+  local deadline=$((SECONDS + 10))
+  until grep -q "info: listening on" "$log"; do
+    process_alive "$RECORDER_PID" || fail "tlstap-recorder exited at start-up: $(cat "$log")"
+    ((SECONDS < deadline)) || fail "tlstap-recorder did not start listening within 10 s"
+    sleep 0.1
+  done
+}
+
+# start_front LOG LISTEN-PORT ARGS...: starts tlstap-front with ARGS and waits until it listens
+# on LISTEN-PORT; sets FRONT_PID.
+start_front() {
+  local log=$1 port=$2
+  shift 2
+  [[ -x $FRONT ]] || fail "$FRONT is not built"
+  spawn "$log" "$FRONT" "$@"
+  FRONT_PID=$SPAWNED_PID
+  local deadline=$((SECONDS + 10))
+  until port_listening "$port"; do
+    process_alive "$FRONT_PID" || fail "tlstap-front exited at start-up: $(cat "$log")"
+    ((SECONDS < deadline)) || fail "tlstap-front does not listen on $port after 10 s"
+    sleep 0.1
+  done
+}
+
+front_alive() {
+  process_alive "$FRONT_PID" || fail "tlstap-front died: $(tail -n 5 "$1" 2> /dev/null)"
+}
+
+# count_lines FILE PATTERN: how many lines of FILE match the extended regex PATTERN.
+count_lines() {
+  grep -cE -- "$2" "$1" || true
+}
+
+# expect_one_line FILE PATTERN WHAT: FILE has exactly one line matching PATTERN.
+expect_one_line() {
+  local n
+  n=$(count_lines "$1" "$2")
+  [[ $n == 1 ]] || fail "$3: expected one log line matching '$2', found $n"
+}
+
+# run_front_expecting_exit2 DESCRIPTION PATTERN ARGS...: tlstap-front must refuse to start: exit
+# status 2 within 10 s and exactly one line on stderr, matching PATTERN.
+run_front_expecting_exit2() {
+  local what=$1 pattern=$2
+  shift 2
+  local status=0
+  timeout 10 "$FRONT" "$@" > "$WORK/exit2.out" 2> "$WORK/exit2.err" || status=$?
+  [[ $status == 2 ]] || fail "$what: exit status $status, expected 2 ($(cat "$WORK/exit2.err"))"
+  local lines
+  lines=$(wc -l < "$WORK/exit2.err")
+  [[ $lines == 1 ]] || fail "$what: $lines lines on stderr, expected one: $(cat "$WORK/exit2.err")"
+  grep -qE -- "$pattern" "$WORK/exit2.err" ||
+    fail "$what: stderr does not match '$pattern': $(cat "$WORK/exit2.err")"
+}
+
+# --- what was recorded ------------------------------------------------------------------------
+
+# one_capture DIR OUT: the pcap files tlstap wrote into DIR as one capture in OUT (a run that
+# crosses the hour is split into two files; concatenated in name order they are one capture).
+one_capture() {
+  local files
+  mapfile -t files < <(find "$1" -name '*.pcap' -type f | sort)
+  ((${#files[@]} > 0)) || fail "no pcap file in $1"
+  if ((${#files[@]} == 1)); then
+    cp "${files[0]}" "$2"
+  else
+    mergecap -a -F pcap -w "$2" "${files[@]}" || fail "mergecap failed on ${files[*]}"
+  fi
+}
+
+# The tcp.stream number of the connection from client port PORT in PCAP.
+stream_of_client_port() {
+  tshark -r "$1" -n -Y "tcp.srcport == $2 && tcp.flags.syn == 1 && tcp.flags.ack == 0" \
+    -T fields -e tcp.stream 2> /dev/null | head -n 1
+}
+
+# Frames tshark flags with TCP analysis problems (retransmission, lost segment, bad ACK ...).
+tcp_problem_frames() {
+  tshark -r "$1" -n -Y tcp.analysis.flags 2> /dev/null | wc -l
+}
+
+# follow_stream PCAP N OUT-PREFIX: the bytes of tcp.stream N as Wireshark's "follow TCP stream"
+# gives them, into OUT-PREFIX.client (client to server) and OUT-PREFIX.server.
+follow_stream() {
+  local pcap=$1 stream=$2 out=$3
+  tshark -r "$pcap" -n -q -z "follow,tcp,raw,$stream" > "$out.follow" 2> /dev/null ||
+    fail "tshark could not follow stream $stream of $pcap"
+  python3 - "$out.follow" "$out" << 'EOF'
+import sys
+text, out = open(sys.argv[1]).read().splitlines(), sys.argv[2]
+data = {"client": bytearray(), "server": bytearray()}
+body = False
+for line in text:
+    if line.startswith("Node 1:"):
+        body = True
+        continue
+    if not body or line.startswith("===") or not line.strip():
+        continue
+    # Raw follow output: client data flush left, server data indented by a tab.
+    side = "server" if line.startswith("\t") else "client"
+    data[side] += bytes.fromhex(line.strip())
+for side, content in data.items():
+    open(out + "." + side, "wb").write(content)
+EOF
+}
+
+# check_flows PCAP EXPECTED: every line of EXPECTED ("CLIENT-PORT UP-BYTES UP-SHA256 DOWN-BYTES
+# DOWN-SHA256 CLOSE", CLOSE one of fin, reset-client, reset-server) is one TCP stream of PCAP with
+# exactly those bytes each way and that ending; PCAP holds no other stream. Prints a summary.
+check_flows() {
+  python3 - "$1" "$2" << 'EOF'
+import collections, hashlib, subprocess, sys
+pcap, expected_path = sys.argv[1], sys.argv[2]
+fields = ["tcp.stream", "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.len", "tcp.payload"]
+command = ["tshark", "-r", pcap, "-n", "-T", "fields", "-E", "separator=\t"]
+for f in fields:
+    command += ["-e", f]
+out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+streams = {}
+for line in out.splitlines():
+    cols = line.split("\t")
+    if len(cols) < len(fields) or cols[0] == "":
+        continue
+    s = streams.setdefault(int(cols[0]), {"client": None, "up": hashlib.sha256(), "down":
+        hashlib.sha256(), "upBytes": 0, "downBytes": 0, "rst": set(), "fin": set()})
+    src, flags = int(cols[1]), int(cols[3], 16)
+    if flags & 0x12 == 0x02:  # the SYN names the client
+        s["client"] = src
+    side = "up" if src == s["client"] else "down"
+    if cols[5]:
+        payload = bytes.fromhex(cols[5].replace(":", ""))
+        s[side].update(payload)
+        s[side + "Bytes"] += len(payload)
+    if flags & 0x04:
+        s["rst"].add(side)
+    if flags & 0x01:
+        s["fin"].add(side)
+by_client = {s["client"]: s for s in streams.values()}
+problems = []
+expected_ports = set()
+for line in open(expected_path):
+    port, up_n, up_sha, down_n, down_sha, close = line.split()
+    port = int(port)
+    expected_ports.add(port)
+    s = by_client.get(port)
+    if s is None:
+        problems.append("client port %d: no stream in the capture" % port)
+        continue
+    for side, n, sha in (("up", up_n, up_sha), ("down", down_n, down_sha)):
+        if s[side + "Bytes"] != int(n) or s[side].hexdigest() != sha:
+            problems.append("client port %d %s: %d bytes recorded, %s relayed (sha256 %s)"
+                            % (port, side, s[side + "Bytes"], n,
+                               "differs" if s[side].hexdigest() != sha else "equal"))
+    ending = {"fin": (set(), {"up", "down"}), "reset-client": ({"up"}, None),
+              "reset-server": ({"down"}, None)}[close]
+    if s["rst"] != ending[0] or (ending[1] is not None and s["fin"] != ending[1]):
+        problems.append("client port %d: expected %s, capture has RST %s FIN %s"
+                        % (port, close, sorted(s["rst"]), sorted(s["fin"])))
+for port in by_client:
+    if port not in expected_ports:
+        problems.append("unexpected stream from client port %s" % port)
+for p in problems[:20]:
+    print("FAIL:", p)
+print("check_flows: %d streams, %d expected, %d problems" % (len(streams), len(expected_ports),
+                                                             len(problems)))
+sys.exit(1 if problems else 0)
+EOF
+}
