@@ -1,0 +1,107 @@
+// The recorder over real Cap'n Proto RPC: a contract violation ends one flow and the caller
+// sees an error, while the other flows of the same front are recorded completely.
+#include "recorder/link-server.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+
+#include "tests/recorder/frame-parser.h"
+
+namespace tlstap {
+namespace {
+
+constexpr int64_t START_US = 1795000000LL * 1000000;
+
+proto::Flow::Client openFlow(proto::Recorder::Client& recorder, uint16_t clientPort) {
+  auto request = recorder.openFlowRequest();
+  auto meta = request.initMeta();
+  kj::byte client[4] = {127, 0, 0, 1}, server[4] = {127, 0, 0, 2};
+  meta.getClient().setAddress(kj::arrayPtr(client, 4));
+  meta.getClient().setPort(clientPort);
+  meta.getServer().setAddress(kj::arrayPtr(server, 4));
+  meta.getServer().setPort(443);
+  meta.setPcapPort(80);
+  meta.setStartTimeUs(START_US);
+  return request.send().getFlow();
+}
+
+kj::Promise<void> sendData(proto::Flow::Client& flow, uint16_t direction, int64_t timeUs,
+                           kj::StringPtr text) {
+  auto request = flow.dataRequest();
+  auto chunk = request.initChunks(1)[0];
+  chunk.setDirection(static_cast<proto::Direction>(direction));
+  chunk.setTimeUs(timeUs);
+  chunk.setBytes(text.asBytes());
+  return request.send();
+}
+
+kj::Promise<void> sendFin(proto::Flow::Client& flow, int64_t timeUs) {
+  auto request = flow.closeRequest();
+  request.initHow().setTimeUs(timeUs);
+  request.getHow().setFin();
+  return request.send().ignoreResult();
+}
+
+std::string asString(const std::vector<uint8_t>& bytes) {
+  return std::string(bytes.begin(), bytes.end());
+}
+
+TEST(LinkServer, ViolationEndsOneFlowOnlyAndOthersAreComplete) {
+  auto io = kj::setupAsyncIo();
+  test::CapturingSink sink;
+  RecorderCounters counters;
+  LinkServer server(sink, counters);
+  auto pipe = io.provider->newTwoWayPipe();
+  auto serving = server.serve(kj::mv(pipe.ends[0]), kj::str("test pipe"));
+
+  {
+    capnp::TwoPartyClient client(*pipe.ends[1]);
+    auto recorder = client.bootstrap().castAs<proto::Recorder>();
+    auto good = openFlow(recorder, 40001);
+    auto bad = openFlow(recorder, 40002);
+
+    sendData(good, 0, START_US + 1, "GET / HTTP/1.1\r\n\r\n").wait(io.waitScope);
+    sendData(bad, 0, START_US + 1, "first").wait(io.waitScope);
+    EXPECT_ANY_THROW(sendData(bad, 5, START_US + 2, "bad direction").wait(io.waitScope));
+    EXPECT_ANY_THROW(sendData(bad, 0, START_US + 3, "after the violation").wait(io.waitScope));
+    sendData(good, 1, START_US + 4, "HTTP/1.1 200 OK\r\n\r\n").wait(io.waitScope);
+    sendFin(good, START_US + 5).wait(io.waitScope);
+    EXPECT_EQ(counters.flowsBroken, 1u);
+    EXPECT_EQ(server.connectionCount(), 1u);
+  }
+  serving.wait(io.waitScope);  // the client went away: the connection ends cleanly
+  EXPECT_EQ(server.connectionCount(), 0u);
+  EXPECT_EQ(counters.flowsTotal, 2u);
+  EXPECT_EQ(counters.flowsOpen, 0u);
+
+  std::vector<test::ParsedFrame> goodFrames, badFrames;
+  for (auto& frame : sink.parsed()) {
+    (frame.srcPort == 40001 || frame.dstPort == 40001 ? goodFrames : badFrames).push_back(frame);
+  }
+  auto good = test::checkTcpFlow(goodFrames);
+  EXPECT_TRUE(good.problems.empty()) << good.problems[0];
+  EXPECT_EQ(asString(good.clientBytes), "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(asString(good.serverBytes), "HTTP/1.1 200 OK\r\n\r\n");
+  EXPECT_TRUE(good.clientFin && good.serverFin);
+  auto bad = test::checkTcpFlow(badFrames);
+  EXPECT_EQ(asString(bad.clientBytes), "first") << "what came before the violation is kept";
+}
+
+TEST(LinkServer, GarbageOnTheLinkEndsThatConnectionOnly) {
+  auto io = kj::setupAsyncIo();
+  test::CapturingSink sink;
+  RecorderCounters counters;
+  LinkServer server(sink, counters);
+  auto pipe = io.provider->newTwoWayPipe();
+  auto serving = server.serve(kj::mv(pipe.ends[0]), kj::str("garbage pipe"));
+  kj::byte garbage[4096];
+  for (size_t i = 0; i < sizeof(garbage); i++) garbage[i] = kj::byte(i * 7 + 3);
+  pipe.ends[1]->write(garbage, sizeof(garbage)).wait(io.waitScope);
+  serving.wait(io.waitScope);
+  EXPECT_EQ(server.connectionCount(), 0u);
+  EXPECT_EQ(sink.packets.size(), 0u);
+}
+
+}  // namespace
+}  // namespace tlstap
