@@ -237,16 +237,14 @@ void Connection::startRelay() {
   stage = Stage::RELAYING;
   FlowInfo info;
   info.client = peer;
-  // The capture shows the backend as the server; a capture cannot mix address families within
-  // one connection, so an IPv6 client of an IPv4 backend (or the reverse) shows the address it
-  // connected to instead.
+  // DESIGN.md: with --connect the capture shows the address the client connected to as the
+  // server (the backend is an implementation detail behind the front); SNI routing will show
+  // the resolved upstream instead.
   info.server = backendAddress;
-  if (backendAddress.family() != peer.family()) {
-    struct sockaddr_storage local;
-    socklen_t length = sizeof(local);
-    if (getsockname(clientFd.get(), reinterpret_cast<sockaddr*>(&local), &length) == 0) {
-      info.server = SocketAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&local), length);
-    }
+  struct sockaddr_storage local;
+  socklen_t length = sizeof(local);
+  if (getsockname(clientFd.get(), reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+    info.server = SocketAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&local), length);
   }
   info.pcapPort = route.pcapPort;
   KJ_IF_MAYBE(sni, hello.sni) info.sni = kj::heapString(*sni);

@@ -12,7 +12,13 @@ namespace tlstap {
 namespace {
 
 // TLS 1.3 and 1.2 only; the server's cipher order wins so weak client preferences do not.
-constexpr const char* PRIORITY = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE";
+// X25519 leads the groups: with NORMAL's order (P-256 first) and server precedence, every
+// OpenSSL client, which sends only an X25519 key share, would be sent a HelloRetryRequest
+// and pay a second round trip and key exchange.
+constexpr const char* PRIORITY =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"
+    "%SERVER_PRECEDENCE";
 
 [[noreturn]] void throwTls(kj::Exception::Type type, kj::StringPtr what, kj::StringPtr reason) {
   kj::throwFatalException(kj::Exception(type, __FILE__, __LINE__, kj::str(what, ": ", reason)));

@@ -49,12 +49,15 @@ struct Outputs {
   }
 };
 
-kj::Own<kj::ConnectionReceiver> listenOrExit(kj::AsyncIoContext& io, kj::StringPtr option,
-                                              const SocketAddress& address) {
+kj::AutoCloseFd bindOrExit(kj::StringPtr option, const SocketAddress& address) {
   kj::AutoCloseFd fd;
   KJ_IF_MAYBE(error, openListenSocket(address, fd)) {
     exitWithUsageError(PROGRAM, kj::str(option, ": ", address.toString(), ": ", *error));
   }
+  return fd;
+}
+
+kj::Own<kj::ConnectionReceiver> wrapListener(kj::AsyncIoContext& io, kj::AutoCloseFd fd) {
   return io.lowLevelProvider->wrapListenSocketFd(
       kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 }
@@ -104,15 +107,22 @@ int run(int argc, char** argv) {
   auto& timer = io.provider->getTimer();
   TaskErrorLogger errorLogger;
 
+  // Bind every socket before creating any file: a port in use must leave nothing behind.
+  kj::Vector<kj::AutoCloseFd> pcapOverIpSockets, listenSockets;
+  for (auto& address : options.pcapOverIp) {
+    pcapOverIpSockets.add(bindOrExit("--pcapoverip", address));
+  }
+  for (auto& address : options.listen) listenSockets.add(bindOrExit("--listen", address));
+
   SystemClock clock;
   Outputs outputs;
   openFileOutputs(options, clock, outputs);
   kj::TaskSet consumerTasks(errorLogger);
   if (options.pcapOverIp.size() > 0 || options.pcapOverIpConnect.size() > 0) {
     auto hub = kj::heap<PcapOverIp>(timer);
-    for (auto& address : options.pcapOverIp) {
-      consumerTasks.add(hub->acceptFrom(listenOrExit(io, "--pcapoverip", address)));
-      logInfo("serving PCAP-over-IP on ", address.toString());
+    for (auto i : kj::indices(options.pcapOverIp)) {
+      consumerTasks.add(hub->acceptFrom(wrapListener(io, kj::mv(pcapOverIpSockets[i]))));
+      logInfo("serving PCAP-over-IP on ", options.pcapOverIp[i].toString());
     }
     for (auto& target : options.pcapOverIpConnect) {
       consumerTasks.add(hub->connectTo(io.provider->getNetwork(), kj::heapString(target)));
@@ -124,9 +134,10 @@ int run(int argc, char** argv) {
   RecorderCounters counters;
   LinkServer links(outputs.fanOut, counters);
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
-  for (auto& address : options.listen) {
-    listenTasks->add(links.acceptFrom(listenOrExit(io, "--listen", address), address.toString()));
-    logInfo("listening on ", address.toString());
+  for (auto i : kj::indices(options.listen)) {
+    auto name = options.listen[i].toString();
+    logInfo("listening on ", name);
+    listenTasks->add(links.acceptFrom(wrapListener(io, kj::mv(listenSockets[i])), kj::mv(name)));
   }
 
   auto stop = io.unixEventPort.onSignal(SIGTERM)
@@ -162,7 +173,7 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(hub, outputs.pcapOverIp) (*hub)->drain(CONSUMER_GRACE).wait(io.waitScope);
   outputs.close();
   logInfo(counters.flowsTotal, " flows recorded, ", counters.flowsBroken,
-          " ended by contract violations");
+          " refused or ended for breaking the contract");
   return 0;
 }
 

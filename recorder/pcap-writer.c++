@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -177,7 +178,7 @@ private:
 // ---------------------------------------------------------------------------------------------
 
 SinglePcapWriter::SinglePcapWriter(kj::StringPtr path) : path(kj::str(path)) {
-  int fd = ::open(path.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  int fd = ::open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd < 0) throwOneLine(kj::str("cannot create ", path, ": ", strerror(errno)));
   file = kj::heap<PcapFile>(kj::AutoCloseFd(fd), kj::str(path));
 }
@@ -228,6 +229,11 @@ kj::String RotatingPcapWriter::fileNameForTime(int64_t timeUs, unsigned collisio
 
 RotatingPcapWriter::RotatingPcapWriter(kj::StringPtr dir, Clock& clock)
     : dirPath(kj::str(dir)), clock(clock) {
+  // Like PolarProxy's -o, a missing last directory is created (owner and group only: it will
+  // hold decrypted traffic); a missing parent is still an error.
+  if (mkdir(dir.cStr(), 0750) != 0 && errno != EEXIST) {
+    throwOneLine(kj::str("cannot create directory ", dir, ": ", strerror(errno)));
+  }
   int fd = ::open(dir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throwOneLine(kj::str("cannot open directory ", dir, ": ", strerror(errno)));
   dirFd = kj::AutoCloseFd(fd);

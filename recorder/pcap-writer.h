@@ -35,7 +35,8 @@ public:
 // One open pcap file; defined in pcap-writer.c++.
 class PcapFile;
 
-// -w FILE: one file, no rotation. An existing file is truncated, as tcpdump -w does.
+// -w FILE: one file, no rotation. An existing file is never overwritten: it may be an
+// earlier capture.
 class SinglePcapWriter final : public PacketSink {
 public:
   // Creates FILE and writes the pcap header. Throws kj::Exception "cannot create FILE: reason".

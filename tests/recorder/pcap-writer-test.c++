@@ -185,24 +185,26 @@ TEST(SinglePcapWriter, FlushMakesPacketsVisibleWhileOpen) {
   EXPECT_EQ(live.packets.size(), 2u);
 }
 
-TEST(SinglePcapWriter, TruncatesAnExistingFile) {
+TEST(SinglePcapWriter, NeverOverwritesAnExistingFile) {
   TempDir dir;
   std::string path = dir.file("again.pcap");
-  for (int round = 0; round < 2; round++) {
+  {
     SinglePcapWriter writer(path.c_str());
-    writer.writePacket(T_140512 + round, view(frameOf(80, round)));
+    writer.writePacket(T_140512, view(frameOf(80, 0)));
   }
+  EXPECT_EQ(describe([&]() { SinglePcapWriter(path.c_str()); }),
+            "cannot create " + path + ": File exists");
   auto pcap = readPcap(path);
   ASSERT_EQ(pcap.packets.size(), 1u);
-  EXPECT_EQ(pcap.packets[0].timeUs, T_140512 + 1);
+  EXPECT_EQ(pcap.packets[0].timeUs, T_140512);
 }
 
 TEST(SinglePcapWriter, CreationFailuresAreOneLine) {
   EXPECT_EQ(describe([]() { SinglePcapWriter("/nonexistent-tlstap-dir/x.pcap"); }),
             "cannot create /nonexistent-tlstap-dir/x.pcap: No such file or directory");
-  // /dev/full accepts open() but no data: the header flush must fail, not a later write.
+  // An existing path is never reused, not even a device.
   EXPECT_EQ(describe([]() { SinglePcapWriter("/dev/full"); }),
-            "cannot create /dev/full: No space left on device");
+            "cannot create /dev/full: File exists");
 }
 
 TEST(RotatingPcapWriter, RotatesOnTheHour) {
@@ -277,13 +279,27 @@ TEST(RotatingPcapWriter, NameCollisionsUseTheOpeningTime) {
 
 TEST(RotatingPcapWriter, BadDirectoriesThrowOneLine) {
   FakeClock clock(T_140512);
-  EXPECT_EQ(describe([&]() { RotatingPcapWriter("/nonexistent-tlstap-dir", clock); }),
-            "cannot open directory /nonexistent-tlstap-dir: No such file or directory");
+  EXPECT_EQ(describe([&]() { RotatingPcapWriter("/nonexistent-tlstap-dir/captures", clock); }),
+            "cannot create directory /nonexistent-tlstap-dir/captures: No such file or directory");
   TempDir dir;
   std::ofstream(dir.file("plain")) << "x";
   auto plain = dir.file("plain");
   EXPECT_EQ(describe([&]() { RotatingPcapWriter(plain.c_str(), clock); }),
             "cannot open directory " + plain + ": Not a directory");
+}
+
+TEST(RotatingPcapWriter, CreatesAMissingLastDirectory) {
+  FakeClock clock(T_140512);
+  TempDir dir;
+  auto captures = dir.file("captures");
+  {
+    RotatingPcapWriter writer(captures.c_str(), clock);
+    EXPECT_EQ(std::string(writer.currentFileName().cStr()), "tlstap-20261126-140000.pcap");
+  }
+  struct stat info;
+  ASSERT_EQ(stat(captures.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0750u);
+  EXPECT_EQ(readPcap(captures + "/tlstap-20261126-140000.pcap").packets.size(), 0u);
 }
 
 TEST(RotatingPcapWriter, NonWritableDirectoryThrows) {
