@@ -62,14 +62,16 @@ kj::Own<kj::ConnectionReceiver> wrapListener(kj::AsyncIoContext& io, kj::AutoClo
       kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 }
 
-void openFileOutputs(const RecorderOptions& options, Clock& clock, Outputs& outputs) {
+// Returns the first output that cannot be opened, as "-o: cause", or nullptr.
+kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clock,
+                                      Outputs& outputs) {
   KJ_IF_MAYBE(dir, options.outputDir) {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
       auto writer = kj::heap<RotatingPcapWriter>(*dir, clock);
       outputs.fanOut.add(*writer);
       outputs.rotating = kj::mv(writer);
     })) {
-      exitWithUsageError(PROGRAM, kj::str("-o: ", exception->getDescription()));
+      return kj::str("-o: ", exception->getDescription());
     }
   }
   KJ_IF_MAYBE(path, options.writeFile) {
@@ -78,7 +80,16 @@ void openFileOutputs(const RecorderOptions& options, Clock& clock, Outputs& outp
       outputs.fanOut.add(*writer);
       outputs.single = kj::mv(writer);
     })) {
-      exitWithUsageError(PROGRAM, kj::str("-w: ", exception->getDescription()));
+      return kj::str("-w: ", exception->getDescription());
+    }
+  }
+  return nullptr;
+}
+
+void removeUnixSockets(const RecorderOptions& options) {
+  for (auto& address : options.listen) {
+    if (address.family() == AF_UNIX) {
+      unlink(reinterpret_cast<const sockaddr_un*>(&address.storage)->sun_path);
     }
   }
 }
@@ -116,7 +127,10 @@ int run(int argc, char** argv) {
 
   SystemClock clock;
   Outputs outputs;
-  openFileOutputs(options, clock, outputs);
+  KJ_IF_MAYBE(error, openFileOutputs(options, clock, outputs)) {
+    removeUnixSockets(options);
+    exitWithUsageError(PROGRAM, *error);
+  }
   kj::TaskSet consumerTasks(errorLogger);
   if (options.pcapOverIp.size() > 0 || options.pcapOverIpConnect.size() > 0) {
     auto hub = kj::heap<PcapOverIp>(timer);
@@ -160,11 +174,7 @@ int run(int argc, char** argv) {
 
   // Orderly shutdown: no new fronts; connected ones get a grace period to deliver and close.
   listenTasks = nullptr;
-  for (auto& address : options.listen) {
-    if (address.family() == AF_UNIX) {
-      unlink(reinterpret_cast<const sockaddr_un*>(&address.storage)->sun_path);
-    }
-  }
+  removeUnixSockets(options);
   links.whenAllDisconnected()
       .exclusiveJoin(timer.afterDelay(FRONT_GRACE).then([&links]() {
         logWarning(links.connectionCount(), " front(s) still connected; closing anyway");
