@@ -47,7 +47,7 @@ done
 echo "== three HTTPS requests through tlstap"
 for path in / /index.html /missing; do
   curl -s --cacert "$work/cert.pem" --resolve www.example.com:18443:127.0.0.1 \
-    -o /dev/null -w "GET $path -> %{http_code} over %{ssl_verify_result}-verified TLS\n" \
+    -o /dev/null -w "GET $path -> HTTP %{http_code} (certificate check: %{ssl_verify_result}, 0 = verified)\n" \
     "https://www.example.com:18443$path"
 done
 
@@ -56,7 +56,11 @@ kill -TERM "$front"
 wait "$front" || true
 
 pcap=$(ls "$work"/captures/*.pcap)
-echo "== what tshark reads from $(basename "$pcap")"
+echo "== what tshark reads from $(basename "$pcap") (decrypted HTTP, as if on port 80)"
+# tshark warns on stderr when run as root; the warning says nothing about the capture.
+tshark -r "$pcap" 2>/dev/null
+echo "== HTTP requests and responses: time, client, server, method, URI, status"
 tshark -r "$pcap" -Y http -T fields -e frame.time_relative -e ip.src -e tcp.srcport \
-  -e ip.dst -e tcp.dstport -e http.request.method -e http.request.uri -e http.response.code
-echo "== TCP analysis problems in the capture: $(tshark -r "$pcap" -Y tcp.analysis.flags | wc -l)"
+  -e ip.dst -e tcp.dstport -e http.request.method -e http.request.uri -e http.response.code \
+  2>/dev/null
+echo "== TCP analysis problems in the capture: $(tshark -r "$pcap" -Y tcp.analysis.flags 2>/dev/null | wc -l)"
