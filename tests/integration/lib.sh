@@ -1,46 +1,20 @@
-# Shared helpers for the integration tests (sourced, not run): one scenario a script, real
-# binaries, real peers, loopback only.
+# The one shell library of tlstap's scripts (sourced, not run): the integration tests source it
+# whole; bench/run.sh borrows its generic helpers.
 #
-#   . "$(dirname "$0")/lib.sh"
+#   . "$(dirname "$0")/lib.sh"                                  # an integration test
+#   . "$SOURCE_DIR/tests/integration/lib.sh" --helpers-only     # the functions only
 #
-# Gives every script: $WORK (a work directory, removed when the test passes, kept and its logs
-# printed when it fails), processes started with `spawn` stopped on exit, fail/pass, free ports,
-# waiting for a port, test certificates, backends (nginx, echo, refusing, resetting), starting
-# tlstap-front, and tshark checks of what it recorded.
+# Gives every test script: $WORK (a work directory, removed when the test passes, kept and its
+# logs printed when it fails), processes started with `spawn` stopped on exit, fail/pass, free
+# ports, waiting for a port, test certificates, backends (nginx, echo, refusing, resetting,
+# greeting), starting and stopping tlstap-front and tlstap-recorder, and tshark checks of what was
+# recorded. The helpers report errors through `fail`; a script that sources --helpers-only may
+# define its own. The set-up of a test ($WORK, the exit trap) is at the end of this file.
 set -euo pipefail
 
-: "${TLSTAP_BUILD:?set TLSTAP_BUILD to the build directory}"
 TLSTAP_SOURCE=${TLSTAP_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-FRONT=$TLSTAP_BUILD/front/tlstap-front
-RECORDER=$TLSTAP_BUILD/recorder/tlstap-recorder
-TEST_NAME=$(basename "$0" .sh)
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tlstap-$TEST_NAME.XXXXXX")
-mkdir "$WORK/captures"  # the usual -o directory
 SPAWNED=()
-PASSED=0
 USED_PORTS=" "
-
-_cleanup() {
-  local pid
-  for pid in "${SPAWNED[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
-  local deadline=$((SECONDS + 5))
-  for pid in "${SPAWNED[@]}"; do
-    while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    kill -KILL "$pid" 2> /dev/null || true
-  done
-  wait 2> /dev/null || true
-  if [[ $PASSED == 1 && -z ${TLSTAP_KEEP_WORK:-} ]]; then
-    rm -rf "$WORK"
-  else
-    echo "work directory kept: $WORK"
-    local log
-    for log in "$WORK"/*.log; do
-      [[ -f $log ]] && { echo "--- last lines of $log"; tail -n 25 "$log"; }
-    done
-  fi
-}
-trap _cleanup EXIT
 
 fail() {
   echo "FAIL: $TEST_NAME: $*"
@@ -59,7 +33,14 @@ pass() {
 require_tools() {
   local tool
   for tool in "$@"; do
-    command -v "$tool" > /dev/null || fail "$tool is not installed"
+    command -v "$tool" > /dev/null || fail "$tool is not installed (tests/install-deps.sh)"
+  done
+}
+
+require_built() {
+  local file
+  for file in "$@"; do
+    [[ -x $file ]] || fail "$file is not built"
   done
 }
 
@@ -80,6 +61,22 @@ process_alive() {
   local state
   state=$(awk '{print $3}' "/proc/$1/stat" 2> /dev/null) || return 1
   [[ -n $state && $state != Z ]]
+}
+
+# stop_pids SECONDS PID...: SIGTERM, then SIGKILL for what still runs after SECONDS.
+stop_pids() {
+  local timeout=$1 pid
+  shift
+  # Only processes still alive get a signal: a PID that has gone may be reused by someone else's.
+  for pid in "$@"; do
+    process_alive "$pid" && { kill -TERM "$pid" 2> /dev/null || true; }
+  done
+  local deadline=$((SECONDS + timeout))
+  for pid in "$@"; do
+    while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    process_alive "$pid" && { kill -KILL "$pid" 2> /dev/null || true; }
+  done
+  return 0
 }
 
 # stop_process PID [SECONDS]: SIGTERM, wait for the exit; sets STOP_STATUS to the exit status
@@ -260,7 +257,7 @@ EOF
 start_recorder() {
   local log=$1
   shift
-  [[ -x $RECORDER ]] || fail "$RECORDER is not built"
+  require_built "$RECORDER"
   spawn "$log" "$RECORDER" "$@"
   RECORDER_PID=$SPAWNED_PID
   local deadline=$((SECONDS + 10))
@@ -271,12 +268,18 @@ start_recorder() {
   done
 }
 
+# stop_recorder: SIGTERM; the recorder must finish what is queued and exit 0 within 60 s.
+stop_recorder() {
+  stop_process "$RECORDER_PID" 60
+  [[ $STOP_STATUS == 0 ]] || fail "tlstap-recorder exited with status $STOP_STATUS after SIGTERM"
+}
+
 # start_front LOG LISTEN-PORT ARGS...: starts tlstap-front with ARGS and waits until it listens
 # on LISTEN-PORT; sets FRONT_PID.
 start_front() {
   local log=$1 port=$2
   shift 2
-  [[ -x $FRONT ]] || fail "$FRONT is not built"
+  require_built "$FRONT"
   spawn "$log" "$FRONT" "$@"
   FRONT_PID=$SPAWNED_PID
   local deadline=$((SECONDS + 10))
@@ -289,6 +292,43 @@ start_front() {
 
 front_alive() {
   process_alive "$FRONT_PID" || fail "tlstap-front died: $(tail -n 5 "$1" 2> /dev/null)"
+}
+
+# stop_front: SIGTERM; tlstap-front must exit 0 within 20 s.
+stop_front() {
+  stop_process "$FRONT_PID"
+  [[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+}
+
+# start_front_with_backends PCAPPORT KIND... [-- FRONT-ARG...]: the usual front scenario. Makes
+# the certificate "site" for www.example.com; for each KIND, a backend on a free port
+# (start_backend KIND, or "refusing": a port nobody listens on) and a listener of tlstap-front on
+# another free port relaying to it (-p LISTEN,PCAPPORT,BACKEND). The front terminates TLS with
+# that certificate, records into $WORK/captures, logs to $WORK/front.log and gets FRONT-ARGs too;
+# returns once every listener is up. Sets BACKEND_PORTS[KIND], FRONT_PORTS[KIND] and FRONT_PID.
+start_front_with_backends() {
+  local pcap_port=$1 kind
+  shift
+  local kinds=()
+  while (($# > 0)) && [[ $1 != -- ]]; do
+    kinds+=("$1")
+    shift
+  done
+  (($# == 0)) || shift
+  declare -gA BACKEND_PORTS=() FRONT_PORTS=()
+  local relays=()
+  make_cert site www.example.com
+  for kind in "${kinds[@]}"; do
+    BACKEND_PORTS[$kind]=$(free_port)
+    FRONT_PORTS[$kind]=$(free_port)
+    [[ $kind == refusing ]] || start_backend "$kind" "${BACKEND_PORTS[$kind]}"
+    relays+=(-p "${FRONT_PORTS[$kind]},$pcap_port,${BACKEND_PORTS[$kind]}")
+  done
+  start_front "$WORK/front.log" "${FRONT_PORTS[${kinds[0]}]}" --terminate --connect 127.0.0.1 \
+    --servercert "www.example.com:$WORK/site-bundle.pem" "${relays[@]}" -o "$WORK/captures" "$@"
+  for kind in "${kinds[@]}"; do
+    wait_port "${FRONT_PORTS[$kind]}"
+  done
 }
 
 # count_lines FILE PATTERN: how many lines of FILE match the extended regex PATTERN.
@@ -431,3 +471,33 @@ print("check_flows: %d streams, %d expected, %d problems" % (len(streams), len(e
 sys.exit(1 if problems else 0)
 EOF
 }
+
+# --- the set-up of a test ---------------------------------------------------------------------
+# Sourced with --helpers-only, the functions above are all there is: no $WORK, no exit trap.
+if [[ ${1:-} == --helpers-only ]]; then
+  return 0
+fi
+
+: "${TLSTAP_BUILD:?set TLSTAP_BUILD to the build directory}"
+FRONT=$TLSTAP_BUILD/front/tlstap-front
+RECORDER=$TLSTAP_BUILD/recorder/tlstap-recorder
+TEST_NAME=$(basename "$0" .sh)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tlstap-$TEST_NAME.XXXXXX")
+mkdir "$WORK/captures"  # the usual -o directory
+PASSED=0
+
+_cleanup() {
+  stop_pids 5 "${SPAWNED[@]}"
+  wait 2> /dev/null || true
+  if [[ $PASSED == 1 && -z ${TLSTAP_KEEP_WORK:-} ]]; then
+    rm -rf "$WORK"
+  else
+    echo "work directory kept: $WORK"
+    local log
+    for log in "$WORK"/*.log; do
+      [[ -f $log ]] && { echo "--- last lines of $log"; tail -n 25 "$log"; }
+    done
+  fi
+}
+trap _cleanup EXIT

@@ -6,20 +6,11 @@
 . "$(dirname "$0")/lib.sh"
 require_tools python3 openssl tshark
 
-make_cert site www.example.com
-REFUSING_PORT=$(free_port)  # nothing listens there
-RESET_PORT=$(free_port)
-ECHO_PORT=$(free_port)
-P_REFUSED=$(free_port)
-P_RESET=$(free_port)
-P_ECHO=$(free_port)
-start_backend reset "$RESET_PORT"
-start_backend echo "$ECHO_PORT"
-start_front "$WORK/front.log" "$P_ECHO" --terminate --connect 127.0.0.1 \
-  --servercert "www.example.com:$WORK/site-bundle.pem" -p "$P_REFUSED,80,$REFUSING_PORT" \
-  -p "$P_RESET,80,$RESET_PORT" -p "$P_ECHO,80,$ECHO_PORT" -o "$WORK/captures"
-wait_port "$P_REFUSED"
-wait_port "$P_RESET"
+start_front_with_backends 80 refusing reset echo
+REFUSING_PORT=${BACKEND_PORTS[refusing]}  # nothing listens there
+P_REFUSED=${FRONT_PORTS[refusing]}
+P_RESET=${FRONT_PORTS[reset]}
+P_ECHO=${FRONT_PORTS[echo]}
 
 # Refused backend: the client gets a fatal internal_error alert instead of a handshake.
 timeout 30 openssl s_client -connect "127.0.0.1:$P_REFUSED" -servername www.example.com < /dev/null \
@@ -93,8 +84,7 @@ front_alive "$WORK/front.log"
 
 # The capture: the two aborted connections end in a RST from the side that reset, the good one
 # in FINs, each with exactly the bytes relayed; the refused one is not there at all.
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+stop_front
 one_capture "$WORK/captures" "$WORK/failures.pcap"
 problems=$(tcp_problem_frames "$WORK/failures.pcap")
 [[ $problems == 0 ]] || fail "$problems frames with tcp.analysis.flags in the capture"

@@ -65,10 +65,8 @@ PYTHON
 front_alive "$WORK/front.log"
 [[ $(count_lines "$WORK/front.log" ': (error|warning|info): client') == 0 ]] ||
   fail "connection problems in the front's log: $(grep -m5 ': client' "$WORK/front.log")"
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
-stop_process "$RECORDER_PID" 60
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-recorder exited with status $STOP_STATUS after SIGTERM"
+stop_front
+stop_recorder
 
 problems=$(tcp_problem_frames "$WORK/bulk.pcap")
 [[ $problems == 0 ]] || fail "$problems frames with tcp.analysis.flags in the capture"

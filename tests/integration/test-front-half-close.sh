@@ -7,18 +7,10 @@
 . "$(dirname "$0")/lib.sh"
 require_tools python3 openssl tshark
 
-make_cert site www.example.com
-ECHO_PORT=$(free_port)
-GREET_PORT=$(free_port)
-P_ECHO=$(free_port)
-P_GREET=$(free_port)
-start_backend echo "$ECHO_PORT"
-start_backend greet "$GREET_PORT"
-GREET_LOG=$WORK/backend-greet-$GREET_PORT.log
-start_front "$WORK/front.log" "$P_ECHO" --terminate --connect 127.0.0.1 \
-  --servercert "www.example.com:$WORK/site-bundle.pem" -p "$P_ECHO,80,$ECHO_PORT" \
-  -p "$P_GREET,80,$GREET_PORT" -o "$WORK/captures"
-wait_port "$P_GREET"
+start_front_with_backends 80 echo greet
+P_ECHO=${FRONT_PORTS[echo]}
+P_GREET=${FRONT_PORTS[greet]}
+GREET_LOG=$WORK/backend-greet-${BACKEND_PORTS[greet]}.log
 
 timeout 60 python3 - "$P_ECHO" "$P_GREET" "$WORK/site.pem" "$WORK/expected" << 'PYTHON' ||
 import hashlib, socket, ssl, sys
@@ -104,8 +96,7 @@ wait_for 5 "the greeting backend to receive the upload" grep -q "^received" "$GR
   fail "the backend that closed first received '$(cat "$GREET_LOG")', expected '$want'"
 
 front_alive "$WORK/front.log"
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+stop_front
 one_capture "$WORK/captures" "$WORK/half-close.pcap"
 problems=$(tcp_problem_frames "$WORK/half-close.pcap")
 [[ $problems == 0 ]] || fail "$problems frames with tcp.analysis.flags in the capture"

@@ -6,13 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 require_tools python3
 
-make_cert site www.example.com
-BACKEND_PORT=$(free_port)
-FRONT_PORT=$(free_port)
-start_backend echo "$BACKEND_PORT"
-start_front "$WORK/front.log" "$FRONT_PORT" --terminate --connect 127.0.0.1 \
-  --servercert "www.example.com:$WORK/site-bundle.pem" --handshake-timeout 2 \
-  -p "$FRONT_PORT,443,$BACKEND_PORT" -o "$WORK/captures"
+start_front_with_backends 443 echo -- --handshake-timeout 2
+FRONT_PORT=${FRONT_PORTS[echo]}
 
 # Each case prints "LOCAL-PORT<tab>REGEX": the one log line the front must write about it.
 timeout 120 python3 - "$FRONT_PORT" > "$WORK/cases" 2> "$WORK/cases.err" << 'PYTHON' ||
@@ -123,8 +118,7 @@ PYTHON
   fail "errors logged: $(grep -E ': (error|warning):' "$WORK/front.log")"
 
 # Nothing of the hostile connections is in the capture: it holds the good connection only.
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+stop_front
 one_capture "$WORK/captures" "$WORK/hostile.pcap"
 streams=$(tshark -r "$WORK/hostile.pcap" -n -T fields -e tcp.stream 2> /dev/null | sort -u | wc -l)
 [[ $streams == 1 ]] || fail "$streams TCP streams in the capture, expected only the good one"

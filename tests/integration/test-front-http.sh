@@ -82,8 +82,7 @@ grep -q "This is a resumed session" "$WORK/resume.out" ||
   fail "the second connection was not resumed: $(grep -i resum "$WORK/resume.out")"
 
 front_alive "$WORK/front.log"
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+stop_front
 [[ $(count_lines "$WORK/front.log" ': (error|warning):') == 0 ]] ||
   fail "errors in the front's log: $(grep -E ': (error|warning):' "$WORK/front.log")"
 

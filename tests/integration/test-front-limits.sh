@@ -6,13 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 require_tools python3
 
-make_cert site www.example.com
-BACKEND_PORT=$(free_port)
-FRONT_PORT=$(free_port)
-start_backend echo "$BACKEND_PORT"
-start_front "$WORK/front.log" "$FRONT_PORT" --terminate --connect 127.0.0.1 \
-  --servercert "www.example.com:$WORK/site-bundle.pem" --max-connections 3 --idle-timeout 2 \
-  -p "$FRONT_PORT,443,$BACKEND_PORT" -o "$WORK/captures"
+start_front_with_backends 443 echo -- --max-connections 3 --idle-timeout 2
+FRONT_PORT=${FRONT_PORTS[echo]}
 
 timeout 120 python3 - "$FRONT_PORT" "$WORK/site.pem" "$WORK/idle-ports" << 'PYTHON' || fail "limit scenario failed"
 import socket, ssl, sys, time
@@ -67,8 +62,7 @@ while tls.recv(100):
     pass
 ' "$FRONT_PORT" "$WORK/site.pem" "$WORK/holder.port"
 wait_for 10 "the open connection" test -s "$WORK/holder.port"
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+stop_front
 one_capture "$WORK/captures" "$WORK/limits.pcap"
 holder=$(cat "$WORK/holder.port")
 stream=$(stream_of_client_port "$WORK/limits.pcap" "$holder")

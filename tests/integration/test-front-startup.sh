@@ -45,8 +45,7 @@ port_listening "$PORT" && fail "a failed start left port $PORT listening"
 
 # The good command line starts and stops cleanly.
 start_front "$WORK/front.log" "$PORT" "${GOOD[@]}" "${CERT[@]}" -p "$PORT,80,$BACKEND_PORT"
-stop_process "$FRONT_PID"
-[[ $STOP_STATUS == 0 ]] || fail "tlstap-front exited with status $STOP_STATUS after SIGTERM"
+stop_front
 port_listening "$PORT" && fail "port $PORT still listening after the front stopped"
 
 pass

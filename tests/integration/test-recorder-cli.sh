@@ -75,8 +75,8 @@ stop_recorder
 
 # --- bad arguments ---------------------------------------------------------------------------
 # A port that is in use: the listener of the helper holds it for the whole test.
-background "${CHECK[@]}" listen --out "$WORK/unused.pcap" --ready "$WORK/busy.ready" \
-  --connected "$WORK/busy.connected" --timeout 600 > /dev/null 2>&1
+spawn /dev/null "${CHECK[@]}" listen --out "$WORK/unused.pcap" --ready "$WORK/busy.ready" \
+  --connected "$WORK/busy.connected" --timeout 600
 wait_for 10 "the port-holding listener" test -s "$WORK/busy.ready"
 busy=$(cat "$WORK/busy.ready")
 free=$("${CHECK[@]}" free-port)

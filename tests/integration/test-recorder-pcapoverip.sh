@@ -10,8 +10,8 @@ SEED=${TLSTAP_SEED:-4242}
 echo "seed $SEED"
 
 # The --pcapoveripconnect target listens first, on a port of its own choosing.
-background "${CHECK[@]}" listen --out "$WORK/connected.pcap" --ready "$WORK/listen.ready" \
-  --connected "$WORK/listen.connected" > "$WORK/listen.log" 2>&1
+spawn "$WORK/listen.log" "${CHECK[@]}" listen --out "$WORK/connected.pcap" \
+  --ready "$WORK/listen.ready" --connected "$WORK/listen.connected"
 wait_for 10 "the --pcapoveripconnect listener" test -s "$WORK/listen.ready"
 listen_port=$(cat "$WORK/listen.ready")
 serve_port=$("${CHECK[@]}" free-port)
@@ -22,13 +22,12 @@ grep -q "serving PCAP-over-IP on 127.0.0.1:$serve_port" "$WORK/recorder.log" ||
   fail "no 'serving PCAP-over-IP on 127.0.0.1:$serve_port' in the log"
 wait_for 10 "the recorder to connect to the listener" test -s "$WORK/listen.connected"
 
-background "${CHECK[@]}" consume --connect "127.0.0.1:$serve_port" --out "$WORK/fast.pcap" \
-  --ready "$WORK/fast.ready" > "$WORK/fast.log" 2>&1
-fast_pid=${BACKGROUND[-1]}
-background "${CHECK[@]}" stall --connect "127.0.0.1:$serve_port" --out "$WORK/slow.pcap" \
-  --ready "$WORK/slow.ready" --go "$WORK/slow.go" --report "$WORK/slow.json" \
-  > "$WORK/slow.log" 2>&1
-slow_pid=${BACKGROUND[-1]}
+spawn "$WORK/fast.log" "${CHECK[@]}" consume --connect "127.0.0.1:$serve_port" \
+  --out "$WORK/fast.pcap" --ready "$WORK/fast.ready"
+fast_pid=$SPAWNED_PID
+spawn "$WORK/slow.log" "${CHECK[@]}" stall --connect "127.0.0.1:$serve_port" \
+  --out "$WORK/slow.pcap" --ready "$WORK/slow.ready" --go "$WORK/slow.go" --report "$WORK/slow.json"
+slow_pid=$SPAWNED_PID
 wait_for 10 "the fast consumer's pcap header" test -s "$WORK/fast.ready"
 wait_for 10 "the stalled consumer's pcap header" test -s "$WORK/slow.ready"
 slow_port=$(cat "$WORK/slow.ready")
