@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <kj/debug.h>
 #include <kj/exception.h>
 
@@ -153,8 +154,14 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
       .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
       .wait(kj.waitScope());
   KJ_IF_MAYBE(child, embedded) {
-    // An embedded recorder that refused its options has printed the one line saying why.
-    if (!ready && child->checkExited() != nullptr) exit(2);
+    // An embedded recorder that refused its options has printed the one line saying why. The
+    // link can break a moment before the child can be reaped: give it that moment, so the user
+    // sees only the recorder's line.
+    for (int attempt = 0; !ready && attempt < 100; attempt++) {
+      if (child->checkExited() != nullptr) exit(2);
+      struct timespec pause = {0, 10 * 1000 * 1000};
+      nanosleep(&pause, nullptr);
+    }
   }
   KJ_IF_MAYBE(cause, failure) {
     exitWithUsageError(PROGRAM, kj::str(what, ": the recorder is not available: ", *cause));
