@@ -27,6 +27,9 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE_DIR=$(cd "$BENCH_DIR/.." && pwd)
+# Generic helpers (spawn, process_alive, stop_pids, wait_for, free_port, port_listening, make_cert)
+# come from the integration tests' library; they report errors through fail, defined below.
+. "$SOURCE_DIR/tests/integration/lib.sh" --helpers-only
 BUILD_DIR=${TLSTAP_BUILD:-$SOURCE_DIR/build}
 FRONT=$BUILD_DIR/front/tlstap-front
 
@@ -44,7 +47,6 @@ PROXIES=(hitch haproxy tlstap)
 PCAP_PORT=80
 
 WORK=
-SPAWNED=()
 declare -A PROXY_PID PROXY_PORT
 # tlstap phases in time order, NAME=EPOCH_SECONDS: the pcap is split at these instants.
 WINDOWS=()
@@ -56,16 +58,9 @@ progress() {
   echo "bench: $*" >&2
 }
 
-die() {
+fail() {
   echo "bench: error: $*" >&2
   exit 1
-}
-
-# True while the process runs (kill -0 alone also succeeds on a zombie).
-process_alive() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2> /dev/null) || return 1
-  [[ -n $state && $state != Z ]]
 }
 
 # descendants PID: the PIDs of every process below PID (hitch forks its worker).
@@ -77,32 +72,6 @@ descendants() {
         for (p = parent[pid]; p > 1; p = parent[p]) if (p == root) { print pid; break }
       }
     }'
-}
-
-# spawn NAME COMMAND...: runs COMMAND in the background, output in $WORK/NAME.log; sets
-# SPAWNED_PID. Everything spawned is stopped on exit.
-spawn() {
-  local name=$1
-  shift
-  "$@" > "$WORK/$name.log" 2>&1 &
-  SPAWNED_PID=$!
-  SPAWNED+=("$SPAWNED_PID")
-}
-
-# stop_pids SECONDS PID...: SIGTERM, then SIGKILL for what still runs after SECONDS.
-stop_pids() {
-  local timeout=$1 pid
-  shift
-  # Only processes still alive get a signal: a PID that has gone may be reused by someone else's.
-  for pid in "$@"; do
-    process_alive "$pid" && { kill -TERM "$pid" 2> /dev/null || true; }
-  done
-  local deadline=$((SECONDS + timeout))
-  for pid in "$@"; do
-    while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    process_alive "$pid" && { kill -KILL "$pid" 2> /dev/null || true; }
-  done
-  return 0
 }
 
 cleanup() {
@@ -126,43 +95,19 @@ cleanup() {
   fi
 }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND; dies when it has not succeeded in time.
-wait_until() {
-  local timeout=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + timeout))
-  until "$@"; do
-    ((SECONDS < deadline)) || die "timed out after ${timeout} s waiting for $what"
-    sleep 0.1
+# tree_sum PID PER-PROCESS-COMMAND: the sum of what the command prints for PID and for each of
+# its descendants.
+tree_sum() {
+  local pid total=0
+  for pid in "$1" $(descendants "$1"); do
+    total=$((total + $("$2" "$pid")))
   done
-}
-
-port_listening() {
-  ss -Hltn "sport = :$1" | grep -q .
-}
-
-# free_port: a TCP port nothing listens on now, not handed out before in this run.
-USED_PORTS=" "
-free_port() {
-  local port
-  for _ in $(seq 50); do
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    if [[ $USED_PORTS != *" $port "* ]]; then
-      USED_PORTS+="$port "
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
+  echo "$total"
 }
 
 # tree_rss_kib PID: resident memory (VmRSS) of PID and all its descendants, in KiB.
 tree_rss_kib() {
-  local pid total=0
-  for pid in "$1" $(descendants "$1"); do
-    total=$((total + $(process_rss_kib "$pid")))
-  done
-  echo "$total"
+  tree_sum "$1" process_rss_kib
 }
 
 process_rss_kib() {
@@ -173,11 +118,7 @@ process_rss_kib() {
 
 # tree_cpu_ticks PID: user + system CPU time of PID and its descendants, in clock ticks.
 tree_cpu_ticks() {
-  local pid total=0
-  for pid in "$1" $(descendants "$1"); do
-    total=$((total + $(process_cpu_ticks "$pid")))
-  done
-  echo "$total"
+  tree_sum "$1" process_cpu_ticks
 }
 
 process_cpu_ticks() {
@@ -213,7 +154,7 @@ install_and_build() {
     progress "no $FRONT: building into $BUILD_DIR"
     TLSTAP_BUILD=$BUILD_DIR bash "$SOURCE_DIR/tests/build.sh"
   fi
-  [[ -x $FRONT ]] || die "the build did not produce $FRONT"
+  [[ -x $FRONT ]] || fail "the build did not produce $FRONT"
 }
 
 raise_file_limit() {
@@ -221,29 +162,19 @@ raise_file_limit() {
   local needed=$((2 * IDLE_CONNECTIONS + 1000))
   ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
   (($(ulimit -n) >= needed)) ||
-    die "ulimit -n is $(ulimit -n), the idle-connection test needs $needed (lower BENCH_IDLE_CONNECTIONS)"
+    fail "ulimit -n is $(ulimit -n), the idle-connection test needs $needed (lower BENCH_IDLE_CONNECTIONS)"
 }
 
 check_name_resolution() {
   local first
   first=$(python3 -c "import socket; print(socket.getaddrinfo('$SERVER_NAME', 443, type=socket.SOCK_STREAM)[0][4][0])")
   [[ $first == 127.0.0.1 ]] ||
-    die "$SERVER_NAME resolves to $first first; the proxies listen on 127.0.0.1 only"
-}
-
-# One self-signed ECDSA P-256 certificate for every proxy: cert.pem, key.pem, and bundle.pem
-# (certificate then key), the one-file form hitch, HAProxy and tlstap-front all read.
-make_certificate() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bench.example" -addext "subjectAltName=DNS:bench.example,DNS:$SERVER_NAME" \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2> "$WORK/openssl-req.log" ||
-    die "openssl could not make the certificate: $(cat "$WORK/openssl-req.log")"
-  cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/bundle.pem"
+    fail "$SERVER_NAME resolves to $first first; the proxies listen on 127.0.0.1 only"
 }
 
 make_shim() {
   cc -shared -fPIC -O2 -o "$WORK/wrk-full-handshake.so" "$BENCH_DIR/wrk-full-handshake.c" -ldl ||
-    die "could not compile wrk-full-handshake.c"
+    fail "could not compile wrk-full-handshake.c"
 }
 
 make_content() {
@@ -251,7 +182,7 @@ make_content() {
   head -c 1048576 /dev/urandom > "$WORK/www/1m.bin"
 }
 
-start_nginx() {
+start_bench_nginx() {
   local port=$1 dir=$WORK/nginx
   mkdir -p "$dir"
   # 100 bytes of body: "small" is dominated by per-request costs, not by bytes.
@@ -284,9 +215,9 @@ http {
   }
 }
 EOF
-  spawn nginx nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
+  spawn "$WORK/nginx.log" nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
   PROXY_PID[nginx]=$SPAWNED_PID
-  wait_until 10 "nginx on port $port" port_listening "$port"
+  wait_for 10 "nginx on port $port" port_listening "$port"
 }
 
 start_hitch() {
@@ -294,9 +225,9 @@ start_hitch() {
   mkdir -p "$WORK/hitch-ocsp"
   # hitch refuses to run its worker as root. The default listen backlog (100) would drop SYNs
   # while thousands of idle connections open; the others listen with a larger one.
-  spawn hitch hitch --frontend="[127.0.0.1]:$port" --backend="[127.0.0.1]:$backend" \
+  spawn "$WORK/hitch.log" hitch --frontend="[127.0.0.1]:$port" --backend="[127.0.0.1]:$backend" \
     --workers=1 --backlog=1024 --user=nobody --group=nogroup --daemon=off \
-    --ocsp-dir="$WORK/hitch-ocsp" "$WORK/bundle.pem"
+    --ocsp-dir="$WORK/hitch-ocsp" "$WORK/bench-bundle.pem"
   PROXY_PID[hitch]=$SPAWNED_PID
   PROXY_PORT[hitch]=$port
 }
@@ -315,12 +246,12 @@ defaults
   timeout client 300s
   timeout server 300s
 frontend tls
-  bind 127.0.0.1:$port ssl crt $WORK/bundle.pem
+  bind 127.0.0.1:$port ssl crt $WORK/bench-bundle.pem
   default_backend nginx
 backend nginx
   server nginx 127.0.0.1:$backend
 EOF
-  spawn haproxy haproxy -db -f "$WORK/haproxy.cfg"
+  spawn "$WORK/haproxy.log" haproxy -db -f "$WORK/haproxy.cfg"
   PROXY_PID[haproxy]=$SPAWNED_PID
   PROXY_PORT[haproxy]=$port
 }
@@ -328,11 +259,11 @@ EOF
 start_tlstap() {
   local port=$1 backend=$2
   local front=("$FRONT" --terminate --connect 127.0.0.1
-    --servercert "bench.example,$SERVER_NAME:$WORK/bundle.pem"
+    --servercert "bench.example,$SERVER_NAME:$WORK/bench-bundle.pem"
     -p "127.0.0.1,$port,$PCAP_PORT,$backend" --threads 1)
   PROXY_PORT[tlstap]=$port
   RECORDER_MODE="embedded (-w)"
-  spawn tlstap "${front[@]}" -w "$WORK/bench.pcap"
+  spawn "$WORK/tlstap.log" "${front[@]}" -w "$WORK/bench.pcap"
   PROXY_PID[tlstap]=$SPAWNED_PID
   local deadline=$((SECONDS + 5))
   while process_alive "$SPAWNED_PID" && ! port_listening "$port" && ((SECONDS < deadline)); do
@@ -342,12 +273,12 @@ start_tlstap() {
   # external tlstap-recorder on a unix socket instead, the set-up for a separate recorder service.
   if ! process_alive "$SPAWNED_PID" && grep -q recorder "$WORK/tlstap.log"; then
     local recorder=$BUILD_DIR/recorder/tlstap-recorder
-    [[ -x $recorder ]] || die "tlstap-front cannot record with -w and there is no $recorder"
+    [[ -x $recorder ]] || fail "tlstap-front cannot record with -w and there is no $recorder"
     RECORDER_MODE="external tlstap-recorder (front said: $(head -n 1 "$WORK/tlstap.log"))"
-    spawn recorder "$recorder" --listen "unix:$WORK/recorder.sock" -w "$WORK/bench.pcap"
+    spawn "$WORK/recorder.log" "$recorder" --listen "unix:$WORK/recorder.sock" -w "$WORK/bench.pcap"
     PROXY_PID[recorder]=$SPAWNED_PID
-    wait_until 10 "tlstap-recorder's socket" test -S "$WORK/recorder.sock"
-    spawn tlstap "${front[@]}" --recorder "unix:$WORK/recorder.sock"
+    wait_for 10 "tlstap-recorder's socket" test -S "$WORK/recorder.sock"
+    spawn "$WORK/tlstap.log" "${front[@]}" --recorder "unix:$WORK/recorder.sock"
     PROXY_PID[tlstap]=$SPAWNED_PID
   fi
 }
@@ -355,18 +286,18 @@ start_tlstap() {
 start_servers() {
   local backend
   backend=$(free_port)
-  start_nginx "$backend"
+  start_bench_nginx "$backend"
   start_hitch "$(free_port)" "$backend"
   start_haproxy "$(free_port)" "$backend"
   start_tlstap "$(free_port)" "$backend"
   local proxy
   for proxy in "${PROXIES[@]}"; do
-    wait_until 15 "$proxy to listen on port ${PROXY_PORT[$proxy]}" proxy_ready "$proxy"
+    wait_for 15 "$proxy to listen on port ${PROXY_PORT[$proxy]}" proxy_ready "$proxy"
   done
 }
 
 proxy_ready() {
-  process_alive "${PROXY_PID[$1]}" || die "$1 exited at start: $(tail -n 5 "$WORK/$1.log")"
+  process_alive "${PROXY_PID[$1]}" || fail "$1 exited at start: $(tail -n 5 "$WORK/$1.log")"
   port_listening "${PROXY_PORT[$1]}"
 }
 
@@ -385,7 +316,7 @@ mark_window() {
 tls_parameters() {
   local port=${PROXY_PORT[$1]} out
   out=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername "$SERVER_NAME" \
-    -CAfile "$WORK/cert.pem" -msg < /dev/null 2>&1) || true
+    -CAfile "$WORK/bench.pem" -msg < /dev/null 2>&1) || true
   local protocol cipher group hellos
   protocol=$(sed -n 's/^Protocol *: *//p; s/^New, \(TLSv[0-9.]*\),.*/\1/p' <<< "$out" | head -n 1)
   cipher=$(sed -n 's/^New, TLSv[0-9.]*, Cipher is //p' <<< "$out" | head -n 1)
@@ -402,7 +333,7 @@ tls_parameters() {
 warm_up() {
   local proxy=$1 port=${PROXY_PORT[$1]} path
   for path in /small /1m.bin; do
-    curl -sS --http1.1 --max-time 20 --cacert "$WORK/cert.pem" -o /dev/null \
+    curl -sS --http1.1 --max-time 20 --cacert "$WORK/bench.pem" -o /dev/null \
       -w '%{http_code} %{size_request} %{size_header} %{size_download}\n' \
       "https://$SERVER_NAME:$port$path" >> "$WORK/warmup-$proxy.txt" 2>> "$WORK/warmup-$proxy.err" ||
       progress "warm-up request $path through $proxy failed: $(tail -n 1 "$WORK/warmup-$proxy.err")"
@@ -421,8 +352,8 @@ measure_idle_memory() {
   alone_before=$(process_rss_kib "$pid")
   [[ $proxy == tlstap && -n ${PROXY_PID[recorder]:-} ]] &&
     recorder_before=$(tree_rss_kib "${PROXY_PID[recorder]}")
-  spawn "idle-$proxy" python3 "$BENCH_DIR/idle-connections.py" 127.0.0.1 "$port" \
-    "$SERVER_NAME" "$WORK/cert.pem" "$IDLE_CONNECTIONS" /small
+  spawn "$WORK/idle-$proxy.log" python3 "$BENCH_DIR/idle-connections.py" 127.0.0.1 "$port" \
+    "$SERVER_NAME" "$WORK/bench.pem" "$IDLE_CONNECTIONS" /small
   local client=$SPAWNED_PID deadline=$((SECONDS + 120))
   while ! grep -q '^ready' "$WORK/idle-$proxy.log" && process_alive "$client" &&
     ((SECONDS < deadline)); do
@@ -510,16 +441,16 @@ exact_check() {
     echo "output = \"/dev/null\""
   done > "$WORK/exact.curl"
   timeout -k 5 120 curl -sS --http1.1 --parallel --parallel-max 4 --max-time 60 \
-    --cacert "$WORK/cert.pem" -K "$WORK/exact.curl" \
+    --cacert "$WORK/bench.pem" -K "$WORK/exact.curl" \
     -w '%{http_code} %{size_request} %{size_header} %{size_download}\n' \
     > "$WORK/exact.txt" 2> "$WORK/exact.err" ||
     progress "curl in the recording check failed: $(tail -n 2 "$WORK/exact.err")"
   sleep 1
 }
 
-# stop_front: SIGTERM, as a service manager would; the front must flush and close the pcap (or,
+# stop_tlstap: SIGTERM, as a service manager would; the front must flush and close the pcap (or,
 # with an external recorder, finish shipping; the recorder then gets its own SIGTERM).
-stop_front() {
+stop_tlstap() {
   stop_and_wait tlstap FRONT_EXIT
   [[ -n ${PROXY_PID[recorder]:-} ]] && stop_and_wait recorder RECORDER_EXIT
   return 0
@@ -866,7 +797,7 @@ recording_verdict() {
 # --- main -----------------------------------------------------------------------------------------
 
 main() {
-  [[ $(id -u) == 0 ]] || die "run as root (hitch drops to nobody, install-deps needs apt)"
+  [[ $(id -u) == 0 ]] || fail "run as root (hitch drops to nobody, install-deps needs apt)"
   install_and_build
   raise_file_limit
   check_name_resolution
@@ -876,7 +807,9 @@ main() {
   LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
   CLOCK_TICKS=$(getconf CLK_TCK)
   progress "work directory $WORK; front $FRONT"
-  make_certificate
+  # One self-signed ECDSA P-256 certificate for every proxy: bench.pem, and bench-bundle.pem
+  # (certificate then key), the one-file form hitch, HAProxy and tlstap-front all read.
+  make_cert bench bench.example "$SERVER_NAME"
   make_shim
   make_content
   start_servers
@@ -910,7 +843,7 @@ main() {
   local front_alive=yes
   process_alive "${PROXY_PID[tlstap]}" || front_alive=no
   progress "stopping tlstap-front (SIGTERM) and reading its pcap"
-  stop_front
+  stop_tlstap
 
   print_results
   if [[ $front_alive == no ]]; then
