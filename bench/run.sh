@@ -86,6 +86,7 @@ cleanup() {
   ((${#spawned[@]} == 0)) || stop_pids 5 "${spawned[@]}"
   wait 2> /dev/null || true
   ((${#children[@]} == 0)) || stop_pids 2 "${children[@]}"
+  rm -f "$USED_PORTS_FILE"
   if [[ -n $WORK && -d $WORK ]]; then
     if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then
       progress "work directory kept: $WORK"

@@ -14,7 +14,9 @@ set -euo pipefail
 
 TLSTAP_SOURCE=${TLSTAP_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 SPAWNED=()
-USED_PORTS=" "
+# free_port is called as $(free_port), in a subshell, so the ports it has handed out are kept in
+# a file named after $$ (which subshells share) rather than in a variable that would be lost.
+USED_PORTS_FILE=/tmp/tlstap-used-ports.$$
 
 fail() {
   echo "FAIL: $TEST_NAME: $*"
@@ -118,8 +120,8 @@ s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 s.bind(("::", 0))
 print(s.getsockname()[1])')
-    if [[ $USED_PORTS != *" $port "* ]]; then
-      USED_PORTS+="$port "
+    if ! grep -qx "$port" "$USED_PORTS_FILE" 2> /dev/null; then
+      echo "$port" >> "$USED_PORTS_FILE"
       echo "$port"
       return 0
     fi
@@ -490,6 +492,7 @@ PASSED=0
 _cleanup() {
   stop_pids 5 "${SPAWNED[@]}"
   wait 2> /dev/null || true
+  rm -f "$USED_PORTS_FILE"
   if [[ $PASSED == 1 && -z ${TLSTAP_KEEP_WORK:-} ]]; then
     rm -rf "$WORK"
   else
