@@ -95,6 +95,29 @@ kj::Maybe<kj::String> OptionParser::parse(kj::ArrayPtr<const kj::StringPtr> args
   return nullptr;
 }
 
+kj::Maybe<kj::String> OptionParser::applyOne(kj::StringPtr name, kj::Maybe<kj::StringPtr> value) {
+  kj::Maybe<Option&> found;
+  kj::String display;
+  if (name.startsWith("--")) {
+    found = findLong(name.slice(2));
+    display = kj::heapString(name);
+  } else if (name.startsWith("-")) {
+    // Short options only as "-o": "-ofile" is a command-line habit a config file does not need.
+    if (name.size() == 2) found = findShort(name[1]);
+    display = kj::heapString(name);
+  } else {
+    found = findLong(name);
+    display = kj::str("--", name);
+  }
+  KJ_IF_MAYBE(option, found) {
+    // apply() takes a value from the argument list only when none is given inline; a config
+    // line has no next argument, so a missing value is reported as missing.
+    size_t index = 0;
+    return apply(*option, value, nullptr, index);
+  }
+  return kj::str(display, ": unknown option");
+}
+
 kj::String OptionParser::usage() const {
   kj::Vector<kj::String> lines;
   lines.add(kj::str("usage: ", program, " ", synopsis, "\n\n"));

@@ -32,6 +32,23 @@ public:
   kj::Maybe<kj::String> parse(kj::ArrayPtr<const kj::StringPtr> args);
   bool helpRequested() const { return help; }
 
+  // Applies one option as a config file line gives it: `name` is "--listen", "listen" or "-o";
+  // `value` is nullptr for a flag. Returns "--option: cause", or nullptr. The same handlers as
+  // the command line, so an option is declared once for both.
+  kj::Maybe<kj::String> applyOne(kj::StringPtr name, kj::Maybe<kj::StringPtr> value);
+
+  // The config file whose lines are being applied, nullptr on the command line. Handlers ask
+  // because where a value was written matters for secrets: a literal password on the command
+  // line is visible to every user (ps), one in a private config file is not. Set by
+  // applyConfigFile() (common/config-file.h).
+  kj::Maybe<kj::StringPtr> configFile() const { return currentConfigFile; }
+  void setConfigFile(kj::Maybe<kj::StringPtr> path) { currentConfigFile = path; }
+
+  // Called by a handler whose value holds a literal secret (a password written out), so that a
+  // config file that other users can read is warned about.
+  void noteLiteralSecret() { literalSecrets++; }
+  uint64_t literalSecretCount() const { return literalSecrets; }
+
   kj::String usage() const;
 
   // Parses argv; prints usage and exits 0 on --help, prints "program: error" and exits 2 on a
@@ -57,6 +74,8 @@ private:
   kj::StringPtr synopsis;
   kj::Vector<Option> options;
   bool help = false;
+  kj::Maybe<kj::StringPtr> currentConfigFile;
+  uint64_t literalSecrets = 0;
 };
 
 // Prints "program: message" on stderr and exits with status 2 (bad usage or start-up failure).

@@ -261,7 +261,7 @@ ServerCredentials::~ServerCredentials() noexcept(false) {
 CertStore::CertStore() {}
 CertStore::~CertStore() noexcept(false) {}
 
-kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec) {
+kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin origin) {
   ParsedSpec parsed;
   KJ_IF_MAYBE(error, parseSpec(spec, parsed)) return kj::mv(*error);
   for (auto& name : parsed.names) {
@@ -279,7 +279,7 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec) {
     KJ_IF_MAYBE(error, resolvePassword(*passwordSpec, secret, wasLiteral)) {
       return kj::str("'", parsed.file, "': ", *error);
     }
-    if (wasLiteral && secret.size() > 0) {
+    if (wasLiteral && secret.size() > 0 && origin == SecretOrigin::COMMAND_LINE) {
       logWarning("--servercert: the password for '", parsed.file, "' is given on the command "
                  "line, where other users can read it; use file:PATH, env:NAME or fd:N");
     }

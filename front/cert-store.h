@@ -8,6 +8,8 @@
 #include <kj/string.h>
 #include <kj/vector.h>
 
+#include "front/password.h"
+
 namespace tlstap {
 
 // One gnutls_certificate_credentials_t holding a certificate chain and its key, ready for
@@ -35,8 +37,10 @@ public:
   // privkey.pem). PASSWORD (a resolvePassword() spec) opens the PKCS#12 file or an encrypted PEM
   // key. Names are host names or "*.example.com" (one label). Returns a one-line error naming
   // the file or name and the cause, without an option prefix, or nullptr. Logs a warning when
-  // the password was a literal on the command line, or the certificate does not cover a name.
-  kj::Maybe<kj::String> addServerCert(kj::StringPtr spec);
+  // the password is a literal from the command line (`origin`), or the certificate does not
+  // cover a name.
+  kj::Maybe<kj::String> addServerCert(kj::StringPtr spec,
+                                      SecretOrigin origin = SecretOrigin::COMMAND_LINE);
 
   // The credentials for a server name: exact match first, then a wildcard, case-insensitive.
   // nullptr if no certificate covers it. Valid as long as this store lives.

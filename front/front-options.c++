@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "client-hello.h"
+#include "common/config-file.h"
 
 namespace tlstap {
 
@@ -99,6 +100,11 @@ bool isPortText(kj::StringPtr text) {
   return true;
 }
 
+// Lets --config warn about a file other users can read when `password` is written out in it.
+void noteIfLiteral(OptionParser& parser, kj::StringPtr password) {
+  if (isLiteralPassword(password)) parser.noteLiteralSecret();
+}
+
 bool sameAddress(const SocketAddress& a, const SocketAddress& b) {
   return a.length == b.length && memcmp(&a.storage, &b.storage, a.length) == 0;
 }
@@ -154,6 +160,7 @@ kj::Maybe<kj::String> parsePortMapping(kj::StringPtr text, PortMapping& out) {
 
 void addFrontOptions(OptionParser& parser, FrontOptions& options) {
   auto* o = &options;
+  auto* p = &parser;
 
   // Listening and forwarding.
   parser.addOption("", 'p', "[IP,]LISTEN,PCAPPORT[,FORWARD]",
@@ -183,23 +190,27 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
                    "certificate and key for those names (*.domain wildcards): PKCS#12, PEM "
                    "chain+key, or CHAIN.pem+KEY.pem. PASSWORD: file:PATH, env:NAME, fd:N. "
                    "Repeatable.",
-                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                   [o, p](kj::StringPtr value) -> kj::Maybe<kj::String> {
     // Only the shape is checked here; the file is read by CertStore once parsing is done.
     KJ_IF_MAYBE(colon, value.findFirst(':')) {
       if (*colon == 0) return kj::str("'", value, "': no NAME before ':'");
       auto rest = value.slice(*colon + 1);
       if (rest.size() == 0 || rest[0] == ':') return kj::str("'", value, "': no FILE");
-      o->serverCerts.add(kj::heapString(value));
+      KJ_IF_MAYBE(second, rest.findFirst(':')) noteIfLiteral(*p, rest.slice(*second + 1));
+      auto origin = p->configFile() == nullptr ? SecretOrigin::COMMAND_LINE
+                                               : SecretOrigin::CONFIG_FILE;
+      o->serverCerts.add(ServerCertSpec{kj::heapString(value), origin});
       return nullptr;
     }
     return kj::str("'", value, "': expected NAME[,NAME...]:FILE[:PASSWORD]");
   });
   parser.addOption("cacert", 0, "load:FILE[:PASSWORD]",
                    "root CA that forges certificates for names no --servercert covers",
-                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                   [o, p](kj::StringPtr value) -> kj::Maybe<kj::String> {
     if (!value.startsWith("load:") || value.size() == 5 || value[5] == ':') {
       return kj::str("'", value, "': expected load:FILE[:PASSWORD]");
     }
+    KJ_IF_MAYBE(colon, value.slice(5).findFirst(':')) noteIfLiteral(*p, value.slice(6 + *colon));
     return setOnce(o->caCert, value);
   });
   parser.addOption("", 'x', "FILE", "export the root CA certificate (DER) to FILE",
@@ -259,7 +270,10 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
   });
   parser.addOption("link-psk", 0, "PASSWORD",
                    "pre-shared key of the TLS link to --recorder HOST:PORT (file:, env:, fd:)",
-                   [o](kj::StringPtr value) { return setOnce(o->linkPsk, value); });
+                   [o, p](kj::StringPtr value) {
+    noteIfLiteral(*p, value);
+    return setOnce(o->linkPsk, value);
+  });
   parser.addOption("recorder-down", 0, "block|pass",
                    "when the recorder is gone past the buffer: hold traffic (block, default) "
                    "or relay it unrecorded (pass)",
@@ -313,8 +327,7 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
   });
   parser.addOption("user", 0, "USER", "run as USER after start-up",
                    [o](kj::StringPtr value) { return setOnce(o->user, value); });
-  parser.addOption("config", 0, "FILE", "read options from FILE (one 'option value' a line)",
-                   [o](kj::StringPtr value) { return setOnce(o->config, value); });
+  addConfigOption(parser);
   parser.addFlag("", 'v', "verbose: log every connection", [o]() { o->verbose = true; });
 }
 
@@ -383,7 +396,6 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
       {options.caDir != nullptr, "--cadir"},
       {options.dns != nullptr, "--dns"},
       {options.user != nullptr, "--user"},
-      {options.config != nullptr, "--config"},
   };
   for (auto& p : pending) {
     if (p.given) return kj::str(p.option, ": not supported yet");

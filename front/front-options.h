@@ -9,6 +9,7 @@
 
 #include "common/address.h"
 #include "common/options.h"
+#include "front/password.h"
 
 namespace tlstap {
 
@@ -21,6 +22,13 @@ struct PortMapping {
 
 enum class RecorderDown { BLOCK, PASS };
 
+// "--servercert NAME[,NAME...]:FILE[:PASSWORD]", and where it was written: a literal PASSWORD
+// is warned about on the command line, not in a config file.
+struct ServerCertSpec {
+  kj::String spec;
+  SecretOrigin origin;
+};
+
 // The number of online cores, at least 1: the default of --threads.
 uint32_t defaultThreadCount();
 
@@ -29,7 +37,7 @@ struct FrontOptions {
   bool terminate = false;
   kj::Maybe<kj::String> connectHost;   // --connect HOST (a host name or a numeric address)
   kj::Maybe<kj::String> noSni;         // --nosni NAME (lower case)
-  kj::Vector<kj::String> serverCerts;  // --servercert specs, loaded later into CertStore by main
+  kj::Vector<ServerCertSpec> serverCerts;  // loaded later into CertStore by main
 
   // Recording: handed to the embedded recorder, or --recorder for an external one.
   kj::Maybe<kj::String> outputDir;        // -o DIR
@@ -58,11 +66,10 @@ struct FrontOptions {
   kj::Maybe<uint16_t> certHttpPort;     // --certhttp PORT
   kj::Maybe<kj::String> caCommonName;   // --cn NAME
   kj::Maybe<kj::String> user;           // --user USER
-  kj::Maybe<kj::String> config;         // --config FILE
 };
 
 // Registers every option of tlstap-front, with its help text, storing into `options` (which
-// must outlive the parser's parse()).
+// must outlive the parser's parse()), and --config FILE, which reads options from a file.
 void addFrontOptions(OptionParser& parser, FrontOptions& options);
 
 // Checks across options after parsing; returns one line naming the option(s), or nullptr.

@@ -185,8 +185,8 @@ int run(int argc, char** argv) {
   setLogVerbose(options.verbose);
 
   CertStore certs;
-  for (auto& spec : options.serverCerts) {
-    KJ_IF_MAYBE(error, certs.addServerCert(spec)) {
+  for (auto& cert : options.serverCerts) {
+    KJ_IF_MAYBE(error, certs.addServerCert(cert.spec, cert.origin)) {
       exitWithUsageError(PROGRAM, kj::str("--servercert: ", *error));
     }
   }

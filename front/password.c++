@@ -107,6 +107,11 @@ kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out, size
   return nullptr;
 }
 
+bool isLiteralPassword(kj::StringPtr spec) {
+  return spec.size() > 0 && !spec.startsWith("file:") && !spec.startsWith("env:") &&
+         !spec.startsWith("fd:");
+}
+
 kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, bool& wasLiteral) {
   wasLiteral = false;
   if (spec.startsWith("file:")) {

@@ -50,4 +50,14 @@ kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out,
 // the password is visible in the process list. Returns the error text or nullptr.
 kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, bool& wasLiteral);
 
+// True when a password spec is the password itself (not file:, env: or fd:), and not empty:
+// the spec resolvePassword() would report as wasLiteral.
+bool isLiteralPassword(kj::StringPtr spec);
+
+// Where a spec holding a password was written. A literal password on the command line is
+// visible to every user of the host (ps, /proc/PID/cmdline) and is warned about; one in a
+// config file is what the config file is for (applyConfigFile() warns when the file is not
+// private).
+enum class SecretOrigin { COMMAND_LINE, CONFIG_FILE };
+
 }  // namespace tlstap

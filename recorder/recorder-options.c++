@@ -1,5 +1,7 @@
 #include "recorder-options.h"
 
+#include "common/config-file.h"
+
 namespace tlstap {
 
 namespace {
@@ -73,6 +75,7 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      return kj::str("'", value, "' is not a number of seconds (1-3600)");
                    });
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
+  addConfigOption(parser);
 }
 
 kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {

@@ -24,6 +24,7 @@ struct RecorderOptions {
   bool verbose = false;
 };
 
+// Registers every option of tlstap-recorder, and --config FILE, which reads them from a file.
 void addRecorderOptions(OptionParser& parser, RecorderOptions& options);
 
 // Checks that need every option at once. Returns the first problem, naming the option.

@@ -112,14 +112,15 @@ TEST(FrontOptions, EveryOptionIsStored) {
                 "--autoflush", "5", "--recorder-down", "pass", "--backend-ca", "/k/ca.pem",
                 "--insecure", "--dns", "192.0.2.53", "--max-connections", "500",
                 "--handshake-timeout", "3", "--idle-timeout", "60", "--threads", "4", "--user",
-                "tlstap", "--config", "/etc/tlstap.conf", "-v");
+                "tlstap", "-v");
   EXPECT_EQ(o.ports.size(), 1u);
   EXPECT_TRUE(o.terminate);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.connectHost).cStr(), "backend.internal");
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.noSni).cStr(), "default.example");
   ASSERT_EQ(o.serverCerts.size(), 2u);
-  EXPECT_STREQ(o.serverCerts[0].cStr(), "a.example,*.b.example:/k/a.p12:env:PW");
-  EXPECT_STREQ(o.serverCerts[1].cStr(), "c.example:/k/c.pem");
+  EXPECT_STREQ(o.serverCerts[0].spec.cStr(), "a.example,*.b.example:/k/a.p12:env:PW");
+  EXPECT_STREQ(o.serverCerts[1].spec.cStr(), "c.example:/k/c.pem");
+  EXPECT_EQ(o.serverCerts[0].origin, SecretOrigin::COMMAND_LINE);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.caCert).cStr(), "load:/k/ca.p12:file:/k/pw");
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.exportCa).cStr(), "/tmp/ca.der");
   EXPECT_EQ(KJ_ASSERT_NONNULL(o.certHttpPort), 8080);
@@ -142,7 +143,6 @@ TEST(FrontOptions, EveryOptionIsStored) {
   EXPECT_EQ(o.idleTimeoutSeconds, 60u);
   EXPECT_EQ(o.threads, 4u);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.user).cStr(), "tlstap");
-  EXPECT_STREQ(KJ_ASSERT_NONNULL(o.config).cStr(), "/etc/tlstap.conf");
   EXPECT_TRUE(o.verbose);
 
   FrontOptions other;
@@ -291,7 +291,6 @@ TEST(FrontOptions, CheckRefusesOptionsNotImplementedYet) {
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d"}).cStr(), "--cadir: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--dns", "::1"}).cStr(), "--dns: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--user", "nobody"}).cStr(), "--user: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--config", "f"}).cStr(), "--config: not supported yet");
 }
 
 }  // namespace
