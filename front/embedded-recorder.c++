@@ -25,6 +25,8 @@ namespace {
 constexpr int CHILD_LINK_FD = 3;
 // How long the destructor gives a recorder to finish its files before killing it.
 constexpr int EXIT_GRACE_MS = 5000;
+// Socket buffer of the front's end of the link (see start()).
+constexpr int LINK_BUFFER_BYTES = 4 << 20;
 
 kj::String directoryOfThisProgram() {
   char buffer[4096];
@@ -128,6 +130,12 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
   }
   kj::AutoCloseFd ours(fds[0]);
   kj::AutoCloseFd theirs(fds[1]);
+  // The default (~200 KiB) fills with three batches: the front then waits on the recorder and
+  // both wake once per batch. A few MiB lets the recorder take many batches per wake-up; Cap'n
+  // Proto sizes its flow-control window from this too. Best effort: capped by net.core.wmem_max.
+  int linkBuffer = LINK_BUFFER_BYTES;
+  setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &linkBuffer, sizeof(linkBuffer));
+  setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &linkBuffer, sizeof(linkBuffer));
   if (theirs.get() == CHILD_LINK_FD) {
     // dup2() onto itself would keep FD_CLOEXEC on some libcs: move it out of the way first.
     int moved = fcntl(theirs, F_DUPFD_CLOEXEC, 10);

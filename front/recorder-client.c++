@@ -1,5 +1,6 @@
 #include "recorder-client.h"
 
+#include <string.h>
 #include <kj/debug.h>
 #include <kj/list.h>
 #include <kj/map.h>
@@ -15,15 +16,23 @@ namespace {
 // Charged per queued chunk on top of its payload, so a flood of tiny reads is bounded by the memory
 // it really takes, not only by its payload.
 constexpr size_t CHUNK_OVERHEAD = 64;
+// Payloads of the relay's large reads (at most 64 KiB each) go into buffers of this size that are
+// reused: a fresh allocation per read, freed once batched, made glibc shrink and regrow the heap
+// at every batch (brk and page faults, more than the copy itself cost). Smaller reads get
+// exactly-sized buffers, so the waste is under half and is charged as queued memory.
+constexpr size_t POOLED_BYTES = 64 << 10;
+constexpr size_t MAX_SPARE_BUFFERS = 8;
 
 struct PendingChunk {
   Side side;
   bool fin;
   int64_t timeUs;
-  kj::Array<kj::byte> bytes;
+  kj::Array<kj::byte> storage;  // the payload is its first `size` bytes
+  size_t size = 0;
   kj::Maybe<kj::Own<PendingChunk>> next;
 
-  size_t charge() const { return bytes.size() + CHUNK_OVERHEAD; }
+  kj::ArrayPtr<const kj::byte> bytes() const { return storage.slice(0, size); }
+  size_t charge() const { return storage.size() + CHUNK_OVERHEAD; }
 };
 
 PendingChunk* rawPointer(kj::Maybe<kj::Own<PendingChunk>>& chunk) {
@@ -130,6 +139,8 @@ private:
   void countLost(FlowState& flow, size_t bytes);
   void logLoss(FlowState& flow);
   void latchIfFull(FlowState& flow);
+  kj::Array<kj::byte> copyPayload(kj::ArrayPtr<const kj::byte> bytes);
+  void recycle(kj::Array<kj::byte> storage);
   void notifyDrained();
   void retireIfDone(FlowState& flow);
   void checkDrained();
@@ -151,6 +162,7 @@ private:
   kj::List<FlowState, &FlowState::readyLink> ready;   // flows with something to send, FIFO
   kj::List<FlowState, &FlowState::fullLink> fullFlows;  // flows that reported full()
   size_t totalCharge = 0;
+  kj::Vector<kj::Array<kj::byte>> spareBuffers;  // of POOLED_BYTES each
   RecorderCounters stats;
   bool pumpScheduled = false;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained;
@@ -291,7 +303,8 @@ void RecorderClient::Impl::append(FlowState& flow, Side from, int64_t timeUs,
     chunk->side = from;
     chunk->fin = false;
     chunk->timeUs = timeUs;
-    chunk->bytes = kj::heapArray(bytes.slice(0, size));
+    chunk->storage = copyPayload(bytes.slice(0, size));
+    chunk->size = size;
     flow.waitingCharge += chunk->charge();
     totalCharge += chunk->charge();
     flow.waitingBytes += size;
@@ -404,8 +417,8 @@ void RecorderClient::Impl::sendData(FlowState& flow, proto::Flow::Client& remote
        chunk != nullptr && count < proto::MAX_CHUNKS_PER_BATCH && payload < limits.batchBytes;
        chunk = rawPointer(chunk->next)) {
     ++count;
-    payload += chunk->bytes.size();
-    words += 4 + (chunk->bytes.size() + 7) / 8;
+    payload += chunk->size;
+    words += 4 + (chunk->size + 7) / 8;
   }
   auto request = remote.dataRequest(capnp::MessageSize{words, 0});
   auto list = request.initChunks(count);
@@ -415,12 +428,13 @@ void RecorderClient::Impl::sendData(FlowState& flow, proto::Flow::Client& remote
     auto builder = list[i];
     builder.setDirection(toDirection(chunk->side));
     builder.setTimeUs(chunk->timeUs);
-    builder.setBytes(chunk->bytes);
+    builder.setBytes(chunk->bytes());
     builder.setFin(chunk->fin);
     flow.waitingCharge -= chunk->charge();
     totalCharge -= chunk->charge();
-    flow.waitingBytes -= chunk->bytes.size();
-    stats.bytesWaiting -= chunk->bytes.size();
+    flow.waitingBytes -= chunk->size;
+    stats.bytesWaiting -= chunk->size;
+    recycle(kj::mv(chunk->storage));
   }
   if (flow.head == nullptr) flow.tail = nullptr;
   stats.bytesSent += payload;
@@ -569,6 +583,25 @@ void RecorderClient::Impl::latchIfFull(FlowState& flow) {
   if (flow.waitingCharge > limits.flowQueueBytes || totalCharge > limits.totalQueueBytes) {
     flow.latchedFull = true;
     fullFlows.add(flow);
+  }
+}
+
+kj::Array<kj::byte> RecorderClient::Impl::copyPayload(kj::ArrayPtr<const kj::byte> bytes) {
+  if (bytes.size() <= POOLED_BYTES / 2 || bytes.size() > POOLED_BYTES) return kj::heapArray(bytes);
+  kj::Array<kj::byte> storage;
+  if (spareBuffers.empty()) {
+    storage = kj::heapArray<kj::byte>(POOLED_BYTES);
+  } else {
+    storage = kj::mv(spareBuffers.back());
+    spareBuffers.removeLast();
+  }
+  memcpy(storage.begin(), bytes.begin(), bytes.size());
+  return storage;
+}
+
+void RecorderClient::Impl::recycle(kj::Array<kj::byte> storage) {
+  if (storage.size() == POOLED_BYTES && spareBuffers.size() < MAX_SPARE_BUFFERS) {
+    spareBuffers.add(kj::mv(storage));
   }
 }
 

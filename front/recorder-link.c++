@@ -28,9 +28,21 @@ public:
   void shutdownWrite() override { inner->shutdownWrite(); }
   void abortRead() override { inner->abortRead(); }
   void getsockopt(int level, int option, void* value, uint* length) override {
+    if (level == SOL_SOCKET && option == SO_SNDBUF && *length == sizeof(int)) {
+      // Cap'n Proto asks before every stream call to size its window: a system call per batch.
+      // A value a few dozen calls old is as good (TCP's autotuning moves it slowly).
+      if (sndbufAge == 0) {
+        uint size = sizeof(sndbuf);
+        inner->getsockopt(level, option, &sndbuf, &size);
+      }
+      sndbufAge = (sndbufAge + 1) % SNDBUF_REFRESH_CALLS;
+      memcpy(value, &sndbuf, sizeof(sndbuf));
+      return;
+    }
     inner->getsockopt(level, option, value, length);
   }
   void setsockopt(int level, int option, const void* value, uint length) override {
+    sndbufAge = 0;
     inner->setsockopt(level, option, value, length);
   }
   void getsockname(struct sockaddr* addr, uint* length) override {
@@ -42,8 +54,11 @@ public:
   kj::Maybe<int> getFd() const override { return inner->getFd(); }
 
 private:
+  static constexpr uint SNDBUF_REFRESH_CALLS = 64;
   kj::Own<kj::AsyncIoStream> inner;
   kj::Function<void()> onWritten;
+  int sndbuf = 0;
+  uint sndbufAge = 0;  // calls answered from `sndbuf`; 0: ask the socket
 };
 
 bool isIpv4(const SocketAddress& address) {

@@ -54,6 +54,10 @@ RelayWants Relay::wants() const {
 
 bool Relay::pump(size_t budget) {
   size_t moved = 0;
+  // A socket that said EAGAIN is not tried again within this call: it cannot have changed in a
+  // way that matters before the event loop reports it (wants() asks for it, level-triggered),
+  // and every retry was a wasted system call per turn of the loop below.
+  clientRecvAgain = clientSendAgain = backendRecvAgain = backendSendAgain = false;
   while (!finished()) {
     bool progress = false;
     // Writes first: they make room, so the reads after them can take more.
@@ -62,7 +66,12 @@ bool Relay::pump(size_t budget) {
     progress |= readClient(moved);
     progress |= readBackend(moved);
     progress |= endDirections();
-    if (!progress) return false;
+    if (!progress) {
+      // Nothing can move until an event comes, possibly not for a long time: an idle connection
+      // must not hold the session's send buffer.
+      client.releaseOutbox();
+      return false;
+    }
     if (moved >= budget) return !finished();
   }
   return false;
@@ -86,17 +95,21 @@ kj::Maybe<TlsResult> Relay::clientCall(Call&& call) {
 }
 
 bool Relay::flushToBackend(size_t& moved) {
-  if (aborted != nullptr || toBackend.empty()) return false;
+  if (aborted != nullptr || toBackend.empty() || backendSendAgain) return false;
   auto bytes = toBackend.readable();
   ssize_t n = ::send(backend, bytes.begin(), bytes.size(), MSG_NOSIGNAL);
   if (n > 0) {
     toBackend.consume(n);
     moved += n;
     backendSendBlocked = false;
+    // The backend may answer at once; reading its answer in this same call lets the recording
+    // carry request and response in one batch.
+    backendRecvAgain = false;
     return true;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     backendSendBlocked = true;
+    backendSendAgain = true;
     return false;
   }
   if (n < 0 && errno == EINTR) return true;
@@ -106,7 +119,8 @@ bool Relay::flushToBackend(size_t& moved) {
 }
 
 bool Relay::flushToClient(size_t& moved) {
-  if (aborted != nullptr || toClient.empty()) return false;
+  if (aborted != nullptr || clientSendAgain) return false;
+  if (toClient.empty()) return flushClientOutput();
   // After AGAIN GnuTLS holds an encrypted record made from the front of these bytes; calling
   // again with the same front completes it and reports how much it took.
   auto bytes = toClient.readable();
@@ -119,6 +133,7 @@ bool Relay::flushToClient(size_t& moved) {
         return true;
       case TlsStatus::AGAIN:
         clientSendWait = clientWait();
+        clientSendAgain = true;
         return false;
       case TlsStatus::END:
         abort(Side::CLIENT, "client closed the connection while the front was writing");
@@ -128,8 +143,22 @@ bool Relay::flushToClient(size_t& moved) {
   return false;
 }
 
+bool Relay::flushClientOutput() {
+  // Ciphertext the session gathered and the socket did not take yet.
+  if (!client.hasPendingOutput()) return false;
+  KJ_IF_MAYBE(result, clientCall([&]() { return client.flush(); })) {
+    if (result->status == TlsStatus::DONE) {
+      clientSendWait = Wait::NONE;
+      return true;
+    }
+    clientSendWait = clientWait();
+    clientSendAgain = true;
+  }
+  return false;
+}
+
 bool Relay::readClient(size_t& moved) {
-  if (!canReadClient()) return false;
+  if (!canReadClient() || clientRecvAgain) return false;
   auto buffer = scratch.slice(0, kj::min(scratch.size(), toBackend.room()));
   KJ_IF_MAYBE(result, clientCall([&]() { return client.recv(buffer); })) {
     int64_t now = wallClockUs();
@@ -146,6 +175,7 @@ bool Relay::readClient(size_t& moved) {
       }
       case TlsStatus::AGAIN:
         clientRecvWait = clientWait();
+        clientRecvAgain = true;
         return false;
       case TlsStatus::END:
         clientEnded = true;
@@ -159,7 +189,7 @@ bool Relay::readClient(size_t& moved) {
 }
 
 bool Relay::readBackend(size_t& moved) {
-  if (!canReadBackend()) return false;
+  if (!canReadBackend() || backendRecvAgain) return false;
   auto buffer = scratch.slice(0, kj::min(scratch.size(), toClient.room()));
   ssize_t n = ::recv(backend, buffer.begin(), buffer.size(), 0);
   int error = errno;
@@ -182,6 +212,7 @@ bool Relay::readBackend(size_t& moved) {
   }
   if (error == EAGAIN || error == EWOULDBLOCK) {
     backendRecvBlocked = true;
+    backendRecvAgain = true;
     return false;
   }
   if (error == EINTR) return true;
@@ -199,7 +230,7 @@ bool Relay::endDirections() {
     backendShutDown = true;
     progress = true;
   }
-  if (backendEnded && toClient.empty() && !clientClosed) {
+  if (backendEnded && toClient.empty() && !clientClosed && !clientSendAgain) {
     TlsResult result = {TlsStatus::AGAIN, 0};
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { result = client.bye(); })) {
       if (!clientEnded) {
@@ -211,6 +242,7 @@ bool Relay::endDirections() {
     }
     if (result.status == TlsStatus::AGAIN) {
       clientSendWait = clientWait();
+      clientSendAgain = true;
     } else {
       ::shutdown(client.fd(), SHUT_WR);
       clientClosed = true;

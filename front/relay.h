@@ -67,6 +67,11 @@ private:
   Wait clientSendWait = Wait::NONE;  // an interrupted gnutls_record_send or gnutls_bye
   bool backendRecvBlocked = false;
   bool backendSendBlocked = false;
+  // Set when a call in this pump() found its socket not ready; cleared at the start of each pump.
+  bool clientRecvAgain = false;
+  bool clientSendAgain = false;
+  bool backendRecvAgain = false;
+  bool backendSendAgain = false;
 
   bool clientEnded = false;    // close_notify or EOF read from the client
   bool backendEnded = false;   // EOF read from the backend
@@ -86,6 +91,7 @@ private:
 
   bool flushToBackend(size_t& moved);
   bool flushToClient(size_t& moved);
+  bool flushClientOutput();
   bool readClient(size_t& moved);
   bool readBackend(size_t& moved);
   bool endDirections();

@@ -65,12 +65,24 @@ public:
   TlsResult recv(kj::ArrayPtr<kj::byte> buffer);
   // After AGAIN, call again with at least the bytes of the interrupted call, which GnuTLS has
   // already encrypted and will send first; DONE then reports how many bytes were taken.
+  //
+  // Given more than one record's worth, one call encrypts up to four records and hands them to
+  // the socket in one send(): a system call, a loopback packet and a wake-up of the reader per
+  // 16 KiB record is what cost the most in bulk transfers. Ciphertext the socket did not take stays in the session
+  // (hasPendingOutput()) and goes out first, before anything else is written.
   TlsResult send(kj::ArrayPtr<const kj::byte> bytes);
-  // Sends close_notify (our direction only; the peer may go on sending).
+  // Writes the ciphertext a send() left behind: DONE once there is none, AGAIN (waiting for
+  // writable) while the socket is full.
+  TlsResult flush();
+  bool hasPendingOutput() const { return outEnd > outBegin; }
+  // Frees the gathering buffer if it holds nothing: for when the connection goes quiet, so that
+  // an idle connection keeps no buffer.
+  void releaseOutbox();
+  // Sends close_notify (our direction only; the peer may go on sending), after pending output.
   TlsResult bye();
 
   // After AGAIN: whether the interrupted call waits for the socket to be writable (else readable).
-  bool wantsWrite() const;
+  bool wantsWrite() const { return againForWrite; }
   int fd() const { return socket; }
 
   // After a call threw: sends the alert that matches its GnuTLS error, best effort (the socket is
@@ -88,6 +100,20 @@ private:
   int lastErrno = 0;  // errno of the last failed transport call, to tell a reset from a failure
   int failure = 0;    // the GnuTLS error of the last call that threw
   kj::String alpnOffer;
+  bool againForWrite = false;  // what the last call that returned AGAIN waits for
+  bool pushAgain = false;      // the last write to the socket found it full
+
+  // Ciphertext of a send() not yet taken by the socket: [outBegin, outEnd) of `outbox`. The
+  // storage is kept between sends while data flows and released by releaseOutbox().
+  kj::Array<kj::byte> outbox;
+  size_t outBegin = 0;
+  size_t outEnd = 0;
+  bool corked = false;  // inside send(): records are gathered in the outbox, not sent
+
+  // Writes the outbox until it is empty (0), the socket is full (EAGAIN) or fails (the errno).
+  int drainOutbox();
+  // drainOutbox() for send() and flush(): false while the socket is full; throws on failure.
+  bool drainOrThrow(const char* what);
 
   template <typename Call>
   TlsResult call(const char* what, Call&& gnutlsCall);
