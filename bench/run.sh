@@ -713,9 +713,10 @@ compare_with_front_log() {
   local first=$((WINDOW_LOG_LINES[index] + 1)) last='$'
   ((index + 1 < ${#WINDOWS[@]})) && last=${WINDOW_LOG_LINES[index + 1]}
   local sums
+  # Sums print with %.0f: Debian's mawk prints large numbers as %g and caps %d at 2^31 - 1.
   sums=$(sed -n "${first},${last}p" "$WORK/tlstap.log" |
     sed -n 's/.*(\([0-9]*\) bytes from client, \([0-9]*\) from backend).*/\1 \2/p' |
-    awk '{c += $1; s += $2; n++} END {print n + 0, c + 0, s + 0}')
+    awk '{c += $1; s += $2; n++} END {printf "%d %.0f %.0f\n", n, c, s}')
   local logged front_c2s front_s2c connections
   read -r logged front_c2s front_s2c <<< "$sums"
   connections=$(sed -n 's/.* and \([0-9]*\) connections.*/\1/p' "$WORK/wrk-tlstap-$name.out")
@@ -748,16 +749,16 @@ expected_bytes() {
   INFLIGHT_S2C=0
   case $phase in
     warmup)
-      EXPECT_C2S=$(awk '{s += $2} END {print s + 0}' "$WORK/warmup-tlstap.txt" 2> /dev/null || echo 0)
-      EXPECT_S2C=$(awk '{s += $3 + $4} END {print s + 0}' "$WORK/warmup-tlstap.txt" 2> /dev/null || echo 0)
+      EXPECT_C2S=$(awk '{s += $2} END {printf "%.0f\n", s}' "$WORK/warmup-tlstap.txt" 2> /dev/null || echo 0)
+      EXPECT_S2C=$(awk '{s += $3 + $4} END {printf "%.0f\n", s}' "$WORK/warmup-tlstap.txt" 2> /dev/null || echo 0)
       ;;
     idle)
       EXPECT_C2S=$(value "$WORK/idle-tlstap.summary" sent)
       EXPECT_S2C=$(value "$WORK/idle-tlstap.summary" received)
       ;;
     exact)
-      EXPECT_C2S=$(awk '{s += $2} END {print s + 0}' "$WORK/exact.txt" 2> /dev/null || echo 0)
-      EXPECT_S2C=$(awk '{s += $3 + $4} END {print s + 0}' "$WORK/exact.txt" 2> /dev/null || echo 0)
+      EXPECT_C2S=$(awk '{s += $2} END {printf "%.0f\n", s}' "$WORK/exact.txt" 2> /dev/null || echo 0)
+      EXPECT_S2C=$(awk '{s += $3 + $4} END {printf "%.0f\n", s}' "$WORK/exact.txt" 2> /dev/null || echo 0)
       ;;
     bulk | small | handshakes)
       file=$WORK/wrk-tlstap-$phase.summary
