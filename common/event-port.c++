@@ -12,24 +12,6 @@ namespace {
 constexpr uint MAX_TURNS_PER_CALLBACK = 4096;
 }  // namespace
 
-LibeventEvent::LibeventEvent(event_base* base, evutil_socket_t fd, short what,
-                             event_callback_fn callback, void* arg)
-    : ev(event_new(base, fd, what, callback, arg)) {
-  KJ_REQUIRE(ev != nullptr, "event_new() failed", fd, what);
-}
-
-LibeventEvent::~LibeventEvent() noexcept { event_free(ev); }
-
-void LibeventEvent::add(const struct timeval* timeout) {
-  KJ_REQUIRE(event_add(ev, timeout) == 0, "event_add() failed");
-}
-
-void LibeventEvent::del() { event_del(ev); }
-
-void LibeventEvent::activate(short result) { event_active(ev, result, 0); }
-
-// ---------------------------------------------------------------------------------------------
-
 LibeventEventPort::LibeventEventPort(event_base* base)
     : base(base), runEvent(base, -1, 0, &runCallback, this), loop(*this) {}
 
@@ -52,7 +34,7 @@ void LibeventEventPort::runCallback(evutil_socket_t, short, void* arg) {
   // the same pass, before polling the sockets again.
   if (self.loop.isRunnable()) {
     static const struct timeval zero = {0, 0};
-    self.runEvent.add(&zero);
+    KJ_REQUIRE(self.runEvent.add(&zero), "event_add() failed");
   }
 }
 
@@ -61,7 +43,7 @@ void LibeventEventPort::loopOnce(int flags) {
   // event would only make event_base_loop() return at once (a busy loop), so take it out for this
   // iteration and put it back afterwards. After Promise::wait() returns, KJ may consider itself
   // runnable without calling setRunnable(true) again, so the event must be active then.
-  runEvent.del();
+  runEvent.remove();
   insideKjWait = true;
   int result = event_base_loop(base, flags);
   insideKjWait = false;
@@ -86,7 +68,7 @@ void LibeventEventPort::setRunnable(bool runnable) {
   if (runnable) {
     runEvent.activate();
   } else {
-    runEvent.del();
+    runEvent.remove();
   }
 }
 
@@ -135,9 +117,9 @@ void LibeventTimer::rearm() {
     struct timeval tv;
     tv.tv_sec = delayUs / 1000000;
     tv.tv_usec = delayUs % 1000000;
-    timeoutEvent.add(&tv);
+    KJ_REQUIRE(timeoutEvent.add(&tv), "event_add() failed");
   } else {
-    timeoutEvent.del();
+    timeoutEvent.remove();
   }
 }
 

@@ -17,25 +17,9 @@
 #include <kj/async.h>
 #include <kj/timer.h>
 
+#include "common/event-handle.h"
+
 namespace tlstap {
-
-// One libevent `struct event`, freed (and so removed from its base) with the object. Shared by the
-// libevent/KJ glue; the event_base must outlive it.
-class LibeventEvent {
-public:
-  LibeventEvent(event_base* base, evutil_socket_t fd, short what, event_callback_fn callback,
-                void* arg);
-  ~LibeventEvent() noexcept;
-  KJ_DISALLOW_COPY(LibeventEvent);
-
-  struct event* get() const { return ev; }
-  void add(const struct timeval* timeout = nullptr);
-  void del();
-  void activate(short result = EV_TIMEOUT);
-
-private:
-  struct event* ev;
-};
 
 // A kj::EventPort driven by libevent. wait() and poll() run one iteration of the event_base (for
 // Promise::wait()); setRunnable(true) activates an event whose callback runs the KJ queue (for
@@ -60,7 +44,7 @@ private:
   void loopOnce(int flags);
 
   event_base* base;
-  LibeventEvent runEvent;
+  EventHandle runEvent;
   bool insideKjWait = false;
   kj::EventLoop loop;  // last: it keeps a reference to this port
 };
@@ -82,7 +66,7 @@ private:
 
   const kj::MonotonicClock& clock;
   kj::TimerImpl timers;
-  LibeventEvent timeoutEvent;
+  EventHandle timeoutEvent;
 };
 
 // Everything one thread needs to run KJ on its event_base: the port, the loop, the thread's

@@ -47,12 +47,12 @@ private:
         : fulfiller(fulfiller), owner(owner) {
       KJ_REQUIRE(owner.waiter == nullptr, "two waits for the same condition on one stream");
       owner.waiter = *this;
-      owner.event.add();
+      KJ_REQUIRE(owner.event.add(), "event_add() failed");
     }
     ~Waiter() noexcept(false) {
       KJ_IF_MAYBE(o, owner) {
         o->waiter = nullptr;
-        o->event.del();
+        o->event.remove();
       }
     }
     KJ_DISALLOW_COPY(Waiter);
@@ -71,7 +71,7 @@ private:
     }
   }
 
-  LibeventEvent event;
+  EventHandle event;
   kj::Maybe<Waiter&> waiter;
 };
 

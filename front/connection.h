@@ -18,7 +18,7 @@
 
 #include "common/address.h"
 #include "front/client-hello.h"
-#include "front/event-handle.h"
+#include "common/event-handle.h"
 #include "front/flow-recorder.h"
 #include "front/relay.h"
 #include "front/tls-session.h"

@@ -11,7 +11,7 @@
 #include <kj/vector.h>
 
 #include "common/address.h"
-#include "front/event-handle.h"
+#include "common/event-handle.h"
 #include "front/front-options.h"
 #include "front/worker.h"
 

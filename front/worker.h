@@ -13,7 +13,7 @@
 #include <kj/vector.h>
 
 #include "common/address.h"
-#include "front/event-handle.h"
+#include "common/event-handle.h"
 #include "front/flow-recorder.h"
 
 namespace tlstap {

@@ -41,7 +41,7 @@ kj::Promise<void> breakWhenDone(event_base* base, kj::Promise<void> promise) {
 // A safety net so a broken test fails instead of hanging: stops dispatch after 20 s.
 struct Deadline {
   bool expired = false;
-  LibeventEvent event;
+  EventHandle event;
   explicit Deadline(event_base* base)
       : event(base, -1, 0, &Deadline::fire, this) {
     struct timeval tv = {20, 0};
@@ -70,7 +70,7 @@ TEST(EventPort, LibeventCallbackFulfilsPromiseUnderDispatch) {
   auto paf = kj::newPromiseAndFulfiller<int>();
   // A plain libevent timer (as the relay's socket callbacks are) fulfils a KJ promise.
   struct Ctx { kj::PromiseFulfiller<int>* fulfiller; } ctx{paf.fulfiller.get()};
-  LibeventEvent timer(b.base, -1, 0, [](evutil_socket_t, short, void* arg) {
+  EventHandle timer(b.base, -1, 0, [](evutil_socket_t, short, void* arg) {
     static_cast<Ctx*>(arg)->fulfiller->fulfill(42);
   }, &ctx);
   struct timeval tv = {0, 1000};
@@ -96,7 +96,7 @@ TEST(EventPort, LongChainsFinishUnderDispatchWithoutStarvingIo) {
   // Far more turns than one callback runs: the port must re-activate itself to finish the chain.
   int left = 100000;
   int timerFired = 0;
-  LibeventEvent timer(b.base, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) {
+  EventHandle timer(b.base, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) {
     ++*static_cast<int*>(arg);
   }, &timerFired);
   // (Not zero: libevent does not re-arm a persistent event whose timeout is zero.)

@@ -144,7 +144,7 @@ public:
   event_base* base = owner.base;
   KjOnLibevent kj{base};
   // A steady tick so that a loop iteration never blocks for long while a condition is polled.
-  LibeventEvent tick{base, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr};
+  EventHandle tick{base, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr};
   RecorderLog log;
   kj::Maybe<kj::Own<ServerEnd>> server;
   kj::Own<RecorderClient> client;
@@ -501,13 +501,13 @@ TEST_F(RecorderClientTest, RpcRoundTripUnderEventBaseDispatch) {
   flow->append(Side::CLIENT, 2000, text("ping"));
   flow->close(3000, nullptr);
   flow = nullptr;
-  LibeventEvent check(base, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) {
+  EventHandle check(base, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) {
     auto& self = *static_cast<RecorderClientTest*>(arg);
     if (self.log.flows.size() == 1 && self.log.flows[0]->closed) event_base_loopbreak(self.base);
   }, this);
   struct timeval interval = {0, 1000};
   check.add(&interval);
-  LibeventEvent deadline(base, -1, 0, [](evutil_socket_t, short, void* arg) {
+  EventHandle deadline(base, -1, 0, [](evutil_socket_t, short, void* arg) {
     event_base_loopbreak(static_cast<event_base*>(arg));
   }, base);
   struct timeval limit = {10, 0};

@@ -33,9 +33,10 @@ public:
   explicit operator bool() const { return event != nullptr; }
   struct event* get() const { return event; }
 
-  // Adds the event (again) with an optional timeout; a no-op without an event.
-  void add(const struct timeval* timeout = nullptr) {
-    if (event != nullptr) event_add(event, timeout);
+  // Adds the event (again) with an optional timeout; a no-op without an event. False if
+  // libevent refused (e.g. a closed fd): callers that would otherwise wait forever check it.
+  bool add(const struct timeval* timeout = nullptr) {
+    return event == nullptr || event_add(event, timeout) == 0;
   }
   void addSeconds(uint32_t seconds) {
     struct timeval timeout = {static_cast<time_t>(seconds), 0};
@@ -53,8 +54,8 @@ public:
     if (!wanted && pending) event_del(event);
   }
   // Runs the callback soon from the event loop, even without an fd or timeout.
-  void activate() {
-    if (event != nullptr) event_active(event, EV_TIMEOUT, 0);
+  void activate(short result = EV_TIMEOUT) {
+    if (event != nullptr) event_active(event, result, 0);
   }
 
 private:
