@@ -19,12 +19,20 @@ const maxChunksPerBatch :UInt32 = 4096;
 const maxNameBytes :UInt32 = 255;
 # The longest SNI, ALPN, TLS version or cipher name accepted in `FlowMeta`.
 
+const maxFlowBytes :UInt64 = 281474976710656;
+# 2^48: the largest `Resume` offset and `Chunk.skip` the recorder accepts. Larger ones end the flow.
+
 interface Recorder {
   # The capability the recorder hands to a front when it connects (the bootstrap interface).
 
   openFlow @0 (meta :FlowMeta) -> (flow :Flow);
   # Starts recording one proxied connection. The recorder writes the TCP handshake (SYN, SYN-ACK,
   # ACK) at `meta.startTimeUs`. Fails, without affecting other flows, if `meta` is invalid.
+  #
+  # The initial sequence numbers are a function of the endpoints, `pcapPort` and `startTimeUs`
+  # only, so any recorder process derives the same ones for the same `meta`: a flow that the front
+  # reopens with `meta.resume` set continues the sequence numbers of the part already recorded,
+  # and an analyser reassembles it across files (e.g. after mergecap).
 }
 
 struct Endpoint {
@@ -65,6 +73,25 @@ struct FlowMeta {
 
   startTimeUs @7 :Int64;
   # When the front accepted the connection, in microseconds since the Unix epoch (UTC).
+
+  resume @8 :Resume;
+  # Null for a new connection. Set when the front reopens a connection that was partly recorded
+  # over an earlier link (the link broke, or the recorder was restarted): the recorder writes no
+  # handshake and continues the sequence numbers from these offsets. Every other field must be as
+  # in the first openFlow of this connection.
+}
+
+struct Resume {
+  # Where a reopened flow continues, per direction. An offset counts the bytes of that direction
+  # the recorder acknowledged (their `Flow.data` call returned) plus the bytes the front could not
+  # record and skipped (`Chunk.skip`). Each is at most `maxFlowBytes`.
+
+  clientOffset @0 :UInt64;
+  serverOffset @1 :UInt64;
+
+  clientFin @2 :Bool;
+  serverFin @3 :Bool;
+  # That side's FIN was acknowledged: it sends nothing more.
 }
 
 enum Direction {
@@ -89,6 +116,12 @@ struct Chunk {
   fin @3 :Bool;
   # This side sent its last byte (a TCP FIN after `bytes`). More data from a finished side ends
   # the flow. The other side may go on sending (a half-closed connection).
+
+  skip @4 :UInt64;
+  # Bytes this side sent just before `bytes` that the front relayed but could not record
+  # (`--recorder-down pass` while the recorder was gone). The sequence numbers jump over them, so
+  # an analyser sees the gap ("previous segment not captured") instead of silently joined data.
+  # At most `maxFlowBytes`; a skip from a finished side ends the flow.
 }
 
 interface Flow {
@@ -98,6 +131,9 @@ interface Flow {
   data @0 (chunks :List(Chunk)) -> stream;
   # Appends a batch of chunks, in the order they were read. Batching many small chunks into one
   # call is what keeps the link fast; the stream gives the front flow control (backpressure).
+  # The call returns only once the packets made from the batch have been handed to the kernel
+  # (written to the pcap file descriptor), so a front that keeps every batch until its call
+  # returned loses nothing when the recorder process dies.
 
   close @1 (how :Close) -> ();
   # Ends the connection. Any call after `close` is a contract violation.

@@ -27,7 +27,8 @@ kj::String formatIp(const kj::byte* address, bool ipv6, uint16_t port) {
 
 }  // namespace
 
-kj::Maybe<kj::String> checkFlowMeta(proto::FlowMeta::Reader meta, FlowEndpoints& endpoints) {
+kj::Maybe<kj::String> checkFlowMeta(proto::FlowMeta::Reader meta, FlowEndpoints& endpoints,
+                                    kj::Maybe<FlowResume>& resume) {
   auto client = meta.getClient().getAddress();
   auto server = meta.getServer().getAddress();
   if (client.size() != 4 && client.size() != 16) {
@@ -46,6 +47,21 @@ kj::Maybe<kj::String> checkFlowMeta(proto::FlowMeta::Reader meta, FlowEndpoints&
   if (start < EARLIEST_TIME_US || start > LATEST_TIME_US) {
     return kj::str("start time ", start, " us is outside 2000-2100");
   }
+  resume = nullptr;
+  if (meta.hasResume()) {
+    auto from = meta.getResume();
+    FlowResume checked;
+    checked.offset[static_cast<int>(Side::CLIENT)] = from.getClientOffset();
+    checked.offset[static_cast<int>(Side::SERVER)] = from.getServerOffset();
+    checked.fin[static_cast<int>(Side::CLIENT)] = from.getClientFin();
+    checked.fin[static_cast<int>(Side::SERVER)] = from.getServerFin();
+    for (auto offset : checked.offset) {
+      if (offset > proto::MAX_FLOW_BYTES) {
+        return kj::str("resume offset ", offset, " is over the limit of ", proto::MAX_FLOW_BYTES);
+      }
+    }
+    resume = checked;
+  }
   endpoints = FlowEndpoints();
   endpoints.ipv6 = client.size() == 16;
   memcpy(endpoints.clientIp, client.begin(), client.size());
@@ -60,9 +76,14 @@ kj::String describeEndpoints(const FlowEndpoints& endpoints) {
                  " -> server ", formatIp(endpoints.serverIp, endpoints.ipv6, endpoints.serverPort));
 }
 
-FlowContract::FlowContract(const FlowEndpoints& endpoints, int64_t startTimeUs, PacketSink& sink)
+FlowContract::FlowContract(const FlowEndpoints& endpoints, int64_t startTimeUs, PacketSink& sink,
+                           kj::Maybe<const FlowResume&> resume)
     : synth(endpoints, sink), lastTimeUs(startTimeUs) {
-  synth.open(startTimeUs);
+  KJ_IF_MAYBE(from, resume) {
+    synth.resume(startTimeUs, from->offset, from->fin);
+  } else {
+    synth.open(startTimeUs);
+  }
 }
 
 uint64_t FlowContract::payloadBytes() const {
@@ -95,10 +116,15 @@ kj::Maybe<kj::String> FlowContract::applyChunk(proto::Chunk::Reader chunk) {
                    proto::MAX_CHUNK_BYTES);
   }
   KJ_IF_MAYBE(error, checkTime(chunk.getTimeUs(), "chunk")) return kj::mv(*error);
-  if (synth.finished(from) && (bytes.size() > 0 || chunk.getFin())) {
+  auto skip = chunk.getSkip();
+  if (synth.finished(from) && (bytes.size() > 0 || chunk.getFin() || skip > 0)) {
     return kj::str("data from the ", sideName(from), " after its FIN");
   }
+  if (skip > proto::MAX_FLOW_BYTES) {
+    return kj::str("skip of ", skip, " bytes is over the limit of ", proto::MAX_FLOW_BYTES);
+  }
   lastTimeUs = chunk.getTimeUs();
+  if (skip > 0) synth.skip(from, skip);
   if (bytes.size() > 0) synth.data(from, lastTimeUs, bytes);
   if (chunk.getFin()) synth.fin(from, lastTimeUs);
   return nullptr;

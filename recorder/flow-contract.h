@@ -11,17 +11,26 @@
 
 namespace tlstap {
 
-// Checks a FlowMeta and fills the endpoints as they will appear in the capture. Returns the
-// reason the metadata is invalid, or nullptr.
-kj::Maybe<kj::String> checkFlowMeta(proto::FlowMeta::Reader meta, FlowEndpoints& endpoints);
+// Where a reopened flow continues (proto::Resume), checked.
+struct FlowResume {
+  uint64_t offset[2] = {0, 0};  // indexed by Side
+  bool fin[2] = {false, false};
+};
+
+// Checks a FlowMeta and fills the endpoints as they will appear in the capture, and `resume` if
+// the front reopens a flow. Returns the reason the metadata is invalid, or nullptr.
+kj::Maybe<kj::String> checkFlowMeta(proto::FlowMeta::Reader meta, FlowEndpoints& endpoints,
+                                    kj::Maybe<FlowResume>& resume);
 
 // "client 1.2.3.4:5555 -> server 5.6.7.8:80" for log lines.
 kj::String describeEndpoints(const FlowEndpoints& endpoints);
 
 class FlowContract {
 public:
-  // Writes the TCP handshake at startTimeUs.
-  FlowContract(const FlowEndpoints& endpoints, int64_t startTimeUs, PacketSink& sink);
+  // Writes the TCP handshake at startTimeUs, or for a resumed flow nothing: its sequence numbers
+  // continue from `resume`.
+  FlowContract(const FlowEndpoints& endpoints, int64_t startTimeUs, PacketSink& sink,
+               kj::Maybe<const FlowResume&> resume = nullptr);
 
   // Applies a batch chunk by chunk. A bad chunk ends the flow: the chunks before it are
   // recorded, it and everything after are not. Returns the violation, or nullptr.

@@ -13,7 +13,9 @@ namespace tlstap {
 
 class LinkServer {
 public:
-  LinkServer(PacketSink& sink, RecorderCounters& counters);
+  // With a barrier, Flow calls return once their packets are in the kernel (recorder-service.h).
+  LinkServer(PacketSink& sink, RecorderCounters& counters,
+             kj::Maybe<WriteBarrier&> barrier = nullptr);
   ~LinkServer() noexcept(false);
   KJ_DISALLOW_COPY(LinkServer);
 
@@ -36,6 +38,7 @@ private:
 
   PacketSink& sink;
   RecorderCounters& counters;
+  kj::Maybe<WriteBarrier&> barrier;
   size_t connections = 0;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> idleWaiters;
   ErrorHandler errorHandler;

@@ -37,10 +37,12 @@ struct Outputs {
   FanOutSink fanOut;
 
   void flush() {
-    KJ_IF_MAYBE(writer, rotating) {
-      (*writer)->rotateIfDue();
-      (*writer)->flush();
-    }
+    KJ_IF_MAYBE(writer, rotating) (*writer)->rotateIfDue();
+    flushToKernel();
+  }
+  // Hands what the file writers buffer in user space to the kernel (one write each).
+  void flushToKernel() {
+    KJ_IF_MAYBE(writer, rotating) (*writer)->flush();
     KJ_IF_MAYBE(writer, single) (*writer)->flush();
   }
   void close() {
@@ -146,7 +148,10 @@ int run(int argc, char** argv) {
   }
 
   RecorderCounters counters;
-  LinkServer links(outputs.fanOut, counters);
+  // A front keeps every batch until its call returns: return once the batch is in the kernel, so
+  // that kill -9 of this process loses nothing.
+  WriteBarrier barrier([&outputs]() { outputs.flushToKernel(); });
+  LinkServer links(outputs.fanOut, counters, barrier);
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
@@ -182,8 +187,8 @@ int run(int argc, char** argv) {
       .wait(io.waitScope);
   KJ_IF_MAYBE(hub, outputs.pcapOverIp) (*hub)->drain(CONSUMER_GRACE).wait(io.waitScope);
   outputs.close();
-  logInfo(counters.flowsTotal, " flows recorded, ", counters.flowsBroken,
-          " refused or ended for breaking the contract");
+  logInfo(counters.flowsTotal, " flows recorded (", counters.flowsResumed, " resumed after a lost "
+          "link), ", counters.flowsBroken, " refused or ended for breaking the contract");
   return 0;
 }
 

@@ -11,13 +11,15 @@ namespace {
 
 class FlowService final : public proto::Flow::Server {
 public:
-  FlowService(uint64_t id, const FlowEndpoints& endpoints, int64_t startTimeUs, PacketSink& sink,
-              RecorderCounters& counters, kj::StringPtr peerName)
+  FlowService(uint64_t id, const FlowEndpoints& endpoints, int64_t startTimeUs,
+              kj::Maybe<const FlowResume&> resume, PacketSink& sink, RecorderCounters& counters,
+              kj::StringPtr peerName, kj::Maybe<WriteBarrier&> barrier)
       : id(id), description(describeEndpoints(endpoints)), peerName(kj::heapString(peerName)),
-        counters(counters), contract(endpoints, startTimeUs, sink) {
+        counters(counters), barrier(barrier), contract(endpoints, startTimeUs, sink, resume) {
     counters.flowsOpen++;
     counters.flowsTotal++;
-    logDebug("flow ", id, " opened: ", description);
+    if (resume != nullptr) counters.flowsResumed++;
+    logDebug("flow ", id, resume == nullptr ? " opened: " : " resumed: ", description);
   }
 
   ~FlowService() noexcept(false) {
@@ -51,6 +53,8 @@ private:
       }
       return KJ_EXCEPTION(FAILED, kj::str("tlstap-recorder refused flow ", id, ": ", *reason));
     }
+    // The front forgets what an answered call carried: answer once it is in the kernel.
+    KJ_IF_MAYBE(b, barrier) return b->afterFlush();
     return kj::READY_NOW;
   }
 
@@ -58,27 +62,52 @@ private:
   kj::String description;
   kj::String peerName;  // a copy: the flow may outlive the connection's Recorder capability
   RecorderCounters& counters;
+  kj::Maybe<WriteBarrier&> barrier;
   FlowContract contract;
   bool loggedViolation = false;
 };
 
 }  // namespace
 
+kj::Promise<void> WriteBarrier::afterFlush() {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiting.add(kj::mv(paf.fulfiller));
+  if (!pending) {
+    // evalLater, not evalLast: under a steady stream the queue never runs dry, and the answers
+    // must not wait for it to.
+    pending = true;
+    scheduled = kj::evalLater([this]() { run(); }).eagerlyEvaluate(nullptr);
+  }
+  return kj::mv(paf.promise);
+}
+
+void WriteBarrier::run() {
+  pending = false;
+  auto callers = kj::mv(waiting);
+  waiting = kj::Vector<kj::Own<kj::PromiseFulfiller<void>>>();
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { flush(); })) {
+    for (auto& caller : callers) caller->reject(kj::cp(*exception));
+    return;
+  }
+  for (auto& caller : callers) caller->fulfill();
+}
+
 RecorderService::RecorderService(PacketSink& sink, RecorderCounters& counters,
-                                 kj::String peerName)
-    : sink(sink), counters(counters), peerName(kj::mv(peerName)) {}
+                                 kj::String peerName, kj::Maybe<WriteBarrier&> barrier)
+    : sink(sink), counters(counters), peerName(kj::mv(peerName)), barrier(barrier) {}
 
 kj::Promise<void> RecorderService::openFlow(OpenFlowContext context) {
   auto meta = context.getParams().getMeta();
   FlowEndpoints endpoints;
-  KJ_IF_MAYBE(reason, checkFlowMeta(meta, endpoints)) {
+  kj::Maybe<FlowResume> resume;
+  KJ_IF_MAYBE(reason, checkFlowMeta(meta, endpoints, resume)) {
     counters.flowsBroken++;
     logError("front ", peerName, " opened a flow with bad metadata (", *reason, "); refused");
     return KJ_EXCEPTION(FAILED, kj::str("tlstap-recorder refused flow: ", *reason));
   }
   auto id = counters.nextFlowId++;
-  context.getResults().setFlow(kj::heap<FlowService>(id, endpoints, meta.getStartTimeUs(), sink,
-                                                     counters, peerName));
+  context.getResults().setFlow(kj::heap<FlowService>(id, endpoints, meta.getStartTimeUs(), resume,
+                                                     sink, counters, peerName, barrier));
   return kj::READY_NOW;
 }
 

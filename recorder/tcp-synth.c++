@@ -257,7 +257,7 @@ void TcpSynthesizer::requireUsable(Side from, bool forData) const {
   }
 }
 
-void TcpSynthesizer::open(int64_t timeUs) {
+void TcpSynthesizer::chooseIsns(int64_t timeUs) {
   KJ_REQUIRE(!opened, "flow opened twice");
   End& client = ends[index(Side::CLIENT)];
   End& server = ends[index(Side::SERVER)];
@@ -266,9 +266,29 @@ void TcpSynthesizer::open(int64_t timeUs) {
   // Equal ISNs would be legal but look like a reflected SYN to a human reader.
   if (server.nextSeq == client.nextSeq) server.nextSeq ^= 0x80000000u;
   opened = true;
+}
+
+void TcpSynthesizer::open(int64_t timeUs) {
+  chooseIsns(timeUs);
   emit(Side::CLIENT, TCP_SYN, timeUs, nullptr);
   emit(Side::SERVER, TCP_SYN | TCP_ACK, timeUs, nullptr);
   emit(Side::CLIENT, TCP_ACK, timeUs, nullptr);
+}
+
+void TcpSynthesizer::resume(int64_t startTimeUs, const uint64_t offset[2], const bool fin[2]) {
+  chooseIsns(startTimeUs);
+  for (size_t i = 0; i < 2; i++) {
+    // The SYN takes one sequence number, and so does a FIN.
+    ends[i].nextSeq += 1 + static_cast<uint32_t>(offset[i]) + (fin[i] ? 1 : 0);
+    ends[i].finSent = fin[i];
+  }
+  // Each data call of the earlier synthesizer ended with its receiver acknowledging it all.
+  for (size_t i = 0; i < 2; i++) ends[i].lastAck = ends[1 - i].nextSeq;
+}
+
+void TcpSynthesizer::skip(Side from, uint64_t bytes) {
+  requireUsable(from, true);
+  ends[index(from)].nextSeq += static_cast<uint32_t>(bytes);
 }
 
 void TcpSynthesizer::data(Side from, int64_t timeUs, kj::ArrayPtr<const kj::byte> bytes) {

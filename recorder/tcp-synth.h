@@ -49,6 +49,16 @@ public:
   // per side, and different when a port pair is reused at another time.
   void open(int64_t timeUs);
 
+  // Instead of open(), for a flow whose beginning an earlier synthesizer (maybe in another
+  // process) wrote: the same ISNs as open(startTimeUs) gave, each side's next sequence number
+  // `offset` bytes (and its FIN, if `fin`) past them, everything before acknowledged. Writes
+  // nothing. Offsets wrap modulo 2^32 as sequence numbers do.
+  void resume(int64_t startTimeUs, const uint64_t offset[2], const bool fin[2]);
+
+  // Moves `from`'s sequence numbers over `bytes` that will never be written (they were not
+  // recorded): the next segment shows the gap. Throws where data() would.
+  void skip(Side from, uint64_t bytes);
+
   // `bytes` from `from`, in segments of at most the MSS, each with ACK, PSH on the last. The
   // peer sends a pure ACK whenever ACK_EVERY_BYTES are unacknowledged and after the last
   // segment. Empty `bytes` write nothing. Throws if `from` has already sent FIN, after reset(),
@@ -90,6 +100,8 @@ private:
 
   static size_t index(Side side) { return static_cast<size_t>(side); }
   void buildTemplate(Side from, const FlowEndpoints& endpoints);
+  // The ISNs of open() and resume(): a hash of the endpoints and the flow's start time.
+  void chooseIsns(int64_t timeUs);
   // Sends one packet from `from` with the given TCP flags and payload, stamping the current seq
   // and ack of that end and advancing its state.
   void emit(Side from, uint8_t flags, int64_t timeUs, kj::ArrayPtr<const kj::byte> payload);

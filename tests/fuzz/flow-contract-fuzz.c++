@@ -85,9 +85,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (op == 0) {
         auto meta = message.getRoot<tlstap::proto::FlowMeta>();
         tlstap::FlowEndpoints endpoints;
-        if (tlstap::checkFlowMeta(meta, endpoints) == nullptr) {
+        kj::Maybe<tlstap::FlowResume> resume;
+        if (tlstap::checkFlowMeta(meta, endpoints, resume) == nullptr) {
           (void)tlstap::describeEndpoints(endpoints);
-          contract = kj::heap<tlstap::FlowContract>(endpoints, meta.getStartTimeUs(), sink);
+          contract = kj::heap<tlstap::FlowContract>(endpoints, meta.getStartTimeUs(), sink,
+                                                    resume);
         }
         continue;
       }

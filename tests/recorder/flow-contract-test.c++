@@ -47,6 +47,7 @@ struct ChunkSpec {
   int64_t timeUs;
   size_t size;
   bool fin = false;
+  uint64_t skip = 0;
 };
 
 // Builds a batch of chunks and hands it to the contract.
@@ -58,6 +59,7 @@ kj::Maybe<kj::String> sendBatch(FlowContract& contract, std::vector<ChunkSpec> s
     chunks[i].setTimeUs(specs[i].timeUs);
     chunks[i].initBytes(specs[i].size);
     chunks[i].setFin(specs[i].fin);
+    chunks[i].setSkip(specs[i].skip);
   }
   return contract.data(chunks.asReader());
 }
@@ -81,7 +83,8 @@ struct FlowContractTest : public testing::Test {
     auto meta = message.initRoot<proto::FlowMeta>();
     setMeta(meta, ipv6);
     FlowEndpoints endpoints;
-    EXPECT_TRUE(checkFlowMeta(meta.asReader(), endpoints) == nullptr);
+    kj::Maybe<FlowResume> resume;
+    EXPECT_TRUE(checkFlowMeta(meta.asReader(), endpoints, resume) == nullptr);
     return FlowContract(endpoints, START_US, sink);
   }
   CollectingSink sink;
@@ -93,7 +96,8 @@ TEST(FlowMeta, AcceptsIpv4AndIpv6AndUsesThePcapPort) {
     auto meta = message.initRoot<proto::FlowMeta>();
     setMeta(meta, ipv6);
     FlowEndpoints endpoints;
-    EXPECT_TRUE(checkFlowMeta(meta.asReader(), endpoints) == nullptr);
+    kj::Maybe<FlowResume> resume;
+    EXPECT_TRUE(checkFlowMeta(meta.asReader(), endpoints, resume) == nullptr);
     EXPECT_EQ(endpoints.ipv6, ipv6);
     EXPECT_EQ(endpoints.clientPort, 40000);
     EXPECT_EQ(endpoints.serverPort, 80);
@@ -125,7 +129,8 @@ TEST(FlowMeta, RejectsEveryBadField) {
     setMeta(meta);
     c.spoil(meta);
     FlowEndpoints endpoints;
-    KJ_IF_MAYBE(error, checkFlowMeta(meta.asReader(), endpoints)) {
+    kj::Maybe<FlowResume> resume;
+    KJ_IF_MAYBE(error, checkFlowMeta(meta.asReader(), endpoints, resume)) {
       EXPECT_TRUE(strstr(error->cStr(), c.expected) != nullptr) << c.name << ": " << error->cStr();
     } else {
       ADD_FAILURE() << c.name << " was accepted";
@@ -226,6 +231,58 @@ TEST_F(FlowContractTest, TooManyChunksInOneBatchIsAViolation) {
   } else {
     ADD_FAILURE() << "an oversized batch was accepted";
   }
+}
+
+TEST(FlowMeta, ResumeIsCheckedAndReported) {
+  capnp::MallocMessageBuilder message;
+  auto meta = message.initRoot<proto::FlowMeta>();
+  setMeta(meta);
+  FlowEndpoints endpoints;
+  kj::Maybe<FlowResume> resume;
+  ASSERT_TRUE(checkFlowMeta(meta.asReader(), endpoints, resume) == nullptr);
+  EXPECT_TRUE(resume == nullptr);
+
+  auto from = meta.initResume();
+  from.setClientOffset(100);
+  from.setServerOffset(7);
+  from.setServerFin(true);
+  ASSERT_TRUE(checkFlowMeta(meta.asReader(), endpoints, resume) == nullptr);
+  auto& got = KJ_ASSERT_NONNULL(resume);
+  EXPECT_EQ(got.offset[0], 100u);
+  EXPECT_EQ(got.offset[1], 7u);
+  EXPECT_FALSE(got.fin[0]);
+  EXPECT_TRUE(got.fin[1]);
+
+  from.setServerOffset(proto::MAX_FLOW_BYTES + 1);
+  KJ_IF_MAYBE(error, checkFlowMeta(meta.asReader(), endpoints, resume)) {
+    EXPECT_TRUE(strstr(error->cStr(), "resume offset") != nullptr) << error->cStr();
+  } else {
+    ADD_FAILURE() << "an offset over the limit was accepted";
+  }
+}
+
+TEST_F(FlowContractTest, ResumedFlowWritesNoHandshakeAndRefusesDataFromAFinishedSide) {
+  FlowEndpoints endpoints;
+  capnp::MallocMessageBuilder message;
+  auto meta = message.initRoot<proto::FlowMeta>();
+  setMeta(meta);
+  meta.initResume().setClientFin(true);
+  kj::Maybe<FlowResume> resume;
+  ASSERT_TRUE(checkFlowMeta(meta.asReader(), endpoints, resume) == nullptr);
+  FlowContract contract(endpoints, START_US, sink, resume);
+  EXPECT_TRUE(sink.frames.empty());
+  EXPECT_TRUE(sendBatch(contract, {{1, START_US + 1, 10}}) == nullptr);
+  EXPECT_EQ(sink.frames.size(), 2u);  // the segment and its ACK
+  EXPECT_TRUE(sendBatch(contract, {{0, START_US + 2, 1}}) != nullptr);
+}
+
+TEST_F(FlowContractTest, SkipIsBoundedAndRefusedAfterFin) {
+  auto contract = open();
+  EXPECT_TRUE(sendBatch(contract, {{1, START_US, 0, false, 1000}, {1, START_US, 10}}) == nullptr);
+  EXPECT_TRUE(sendBatch(contract, {{0, START_US, 0, false, proto::MAX_FLOW_BYTES + 1}}) != nullptr);
+  auto other = open();
+  EXPECT_TRUE(sendBatch(other, {{0, START_US, 5, true}}) == nullptr);
+  EXPECT_TRUE(sendBatch(other, {{0, START_US, 0, false, 1}}) != nullptr);
 }
 
 }  // namespace

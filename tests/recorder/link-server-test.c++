@@ -108,5 +108,38 @@ TEST(LinkServer, GarbageOnTheLinkEndsThatConnectionOnly) {
   EXPECT_EQ(sink.packets.size(), 0u);
 }
 
+// The front keeps a batch until its data call returns, so the call must return only after the
+// batch's packets were flushed to the kernel: a flush runs before every answer, once per batch.
+TEST(LinkServer, DataCallReturnsOnlyAfterItsPacketsWereFlushed) {
+  auto io = kj::setupAsyncIo();
+  test::CapturingSink sink;
+  RecorderCounters counters;
+  std::vector<size_t> packetsAtFlush;
+  WriteBarrier barrier([&]() { packetsAtFlush.push_back(sink.packets.size()); });
+  LinkServer server(sink, counters, barrier);
+  auto pipe = io.provider->newTwoWayPipe();
+  auto serving = server.serve(kj::mv(pipe.ends[0]), kj::str("test pipe"));
+  {
+    capnp::TwoPartyClient client(*pipe.ends[1]);
+    auto recorder = client.bootstrap().castAs<proto::Recorder>();
+    auto flow = openFlow(recorder, 40001);
+    // A plain (not streaming) call, so that its promise is the recorder's answer.
+    for (int i = 0; i < 3; i++) {
+      auto request = flow.typelessRequest(capnp::typeId<proto::Flow>(), 0, nullptr);
+      auto chunk = request.initAs<proto::Flow::DataParams>().initChunks(1)[0];
+      chunk.setTimeUs(START_US + 1);
+      chunk.setBytes(kj::StringPtr("GET / HTTP/1.1\r\n\r\n").asBytes());
+      size_t before = sink.packets.size();
+      request.send().wait(io.waitScope);
+      ASSERT_FALSE(packetsAtFlush.empty());
+      EXPECT_GT(packetsAtFlush.back(), before) << "answered before the flush of call " << i;
+      EXPECT_EQ(packetsAtFlush.back(), sink.packets.size());
+    }
+    EXPECT_EQ(packetsAtFlush.size(), 3u);
+  }
+  pipe.ends[1] = nullptr;
+  serving.wait(io.waitScope);
+}
+
 }  // namespace
 }  // namespace tlstap

@@ -412,5 +412,50 @@ TEST(TcpSynth, IsnIsDeterministicAndDistinct) {
   EXPECT_NE(test::parseFrame(synFrames(v4Endpoints(40000), 2000)[0].frame).seq, clientIsn);
 }
 
+// A flow recorded in two parts (the first synthesizer's process died): the second part continues
+// the sequence numbers, so the two captures together reassemble as one connection.
+TEST(TcpSynth, ResumedFlowContinuesTheSequenceNumbersOfTheFirstPart) {
+  CapturingSink sink;
+  auto e = v4Endpoints();
+  auto request = pattern(3000, 7);
+  auto response = pattern(5000, 8);
+  {
+    TcpSynthesizer first(e, sink);
+    first.open(100);
+    first.data(Side::CLIENT, 200, view(request));
+    first.data(Side::SERVER, 300, kj::arrayPtr(response.data(), 2000));
+  }
+  size_t firstPart = sink.packets.size();
+  TcpSynthesizer second(e, sink);
+  uint64_t offsets[2] = {3000, 2000};
+  bool fins[2] = {false, false};
+  second.resume(100, offsets, fins);
+  EXPECT_EQ(sink.packets.size(), firstPart);  // no handshake
+  second.data(Side::SERVER, 400, kj::arrayPtr(response.data() + 2000, 3000));
+  second.fin(Side::CLIENT, 500);
+  second.closeOrderly(500);
+  auto report = checkTcpFlow(sink.parsed());
+  EXPECT_TRUE(report.problems.empty()) << report.problems[0];
+  EXPECT_EQ(report.clientBytes, request);
+  EXPECT_EQ(report.serverBytes, response);
+}
+
+// Bytes that were relayed but not recorded leave a hole in the sequence numbers: the next
+// segment starts past them, as in a capture that missed them.
+TEST(TcpSynth, SkipLeavesAGapOfExactlyThatManyBytes) {
+  CapturingSink sink;
+  TcpSynthesizer synth(v4Endpoints(), sink);
+  synth.open(100);
+  synth.data(Side::SERVER, 200, view(pattern(100, 1)));
+  uint32_t before = sink.parsed().back().ack;  // the client's ACK of the first 100 bytes
+  synth.skip(Side::SERVER, 5000);
+  synth.data(Side::SERVER, 300, view(pattern(10, 2)));
+  auto f = sink.parsed();
+  EXPECT_EQ(f[f.size() - 2].seq, before + 5000);
+  EXPECT_EQ(f[f.size() - 2].payload.size(), 10u);
+  synth.fin(Side::SERVER, 400);
+  EXPECT_THROW(synth.skip(Side::SERVER, 1), kj::Exception);
+}
+
 }  // namespace
 }  // namespace tlstap
