@@ -13,7 +13,9 @@
 #include <kj/debug.h>
 #include <kj/vector.h>
 
+#include "common/fd-stream.h"
 #include "common/log.h"
+#include "front/unix-link-source.h"
 
 extern char** environ;
 
@@ -25,8 +27,6 @@ namespace {
 constexpr int CHILD_LINK_FD = 3;
 // How long the destructor gives a recorder to finish its files before killing it.
 constexpr int EXIT_GRACE_MS = 5000;
-// Socket buffer of the front's end of the link (see start()).
-constexpr int LINK_BUFFER_BYTES = 4 << 20;
 
 kj::String directoryOfThisProgram() {
   char buffer[4096];
@@ -121,7 +121,10 @@ EmbeddedRecorder::~EmbeddedRecorder() noexcept {
 }
 
 kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
-  KJ_REQUIRE(child <= 0, "the embedded recorder was already started");
+  KJ_REQUIRE(child <= 0 || reaped, "the embedded recorder is still running");
+  child = -1;
+  reaped = false;
+  status = 0;
   KJ_IF_MAYBE(error, findRecorderBinary(path)) return kj::mv(*error);
 
   int fds[2];
@@ -130,10 +133,7 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
   }
   kj::AutoCloseFd ours(fds[0]);
   kj::AutoCloseFd theirs(fds[1]);
-  // The default (~200 KiB) fills with three batches: the front then waits on the recorder and
-  // both wake once per batch. A few MiB lets the recorder take many batches per wake-up; Cap'n
-  // Proto sizes its flow-control window from this too. Best effort: capped by net.core.wmem_max.
-  int linkBuffer = LINK_BUFFER_BYTES;
+  int linkBuffer = LOCAL_LINK_BUFFER_BYTES;
   setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &linkBuffer, sizeof(linkBuffer));
   setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &linkBuffer, sizeof(linkBuffer));
   if (theirs.get() == CHILD_LINK_FD) {
@@ -228,6 +228,30 @@ kj::String EmbeddedRecorder::describe(int status) {
 int EmbeddedRecorder::exitCode(int status) {
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return WEXITSTATUS(status);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+EmbeddedLinkSource::EmbeddedLinkSource(event_base* base, EmbeddedRecorder& recorder,
+                                       RecordingOutputs outputs)
+    : base(base), recorder(recorder), outputs(outputs) {}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> EmbeddedLinkSource::connect() {
+  if (!recorder.hasLink()) {
+    auto exited = recorder.checkExited();
+    if (exited == nullptr) {
+      // Its link broke, so it is finishing its files and exiting: try again shortly.
+      return KJ_EXCEPTION(DISCONNECTED, kj::str("tlstap-recorder (pid ", recorder.pid(),
+                                                ") has not exited yet"));
+    }
+    if (outputs.writeFile != nullptr) {
+      return KJ_EXCEPTION(FAILED, kj::str(KJ_ASSERT_NONNULL(exited), "; not restarting it: a new "
+                                          "recorder cannot append to -w FILE (use -o DIR)"));
+    }
+    logWarning(KJ_ASSERT_NONNULL(exited), "; restarting it");
+    KJ_IF_MAYBE(error, recorder.start(outputs)) return KJ_EXCEPTION(FAILED, kj::mv(*error));
+  }
+  return wrapSocketFd(base, recorder.takeLink());
 }
 
 }  // namespace tlstap

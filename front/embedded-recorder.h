@@ -15,10 +15,13 @@
 // reaches only the front, which then drains the recording before the recorder is told to stop.
 #pragma once
 
+#include <event2/event.h>
 #include <sys/types.h>
 #include <kj/array.h>
 #include <kj/io.h>
 #include <kj/string.h>
+
+#include "front/recorder-link-source.h"
 
 namespace tlstap {
 
@@ -48,10 +51,12 @@ public:
   KJ_DISALLOW_COPY(EmbeddedRecorder);
 
   // Finds the binary and starts it. Returns a one-line reason on failure (for exit status 2).
+  // Again after the child has exited and was reaped (checkExited()): a new child, a new link.
   kj::Maybe<kj::String> start(const RecordingOutputs& outputs);
 
-  // The front's end of the socket pair (once).
+  // The front's end of the socket pair (once per start()).
   kj::AutoCloseFd takeLink();
+  bool hasLink() const { return link.get() >= 0; }
 
   pid_t pid() const { return child; }
   kj::StringPtr binary() const { return path; }
@@ -72,6 +77,28 @@ private:
   pid_t child = -1;
   bool reaped = false;
   int status = 0;
+};
+
+// The links to the embedded recorder: the first is the one of the child main() started (so that
+// start-up errors are reported before anything else); each later one comes from a new child,
+// started once the previous one has exited (it does when its link breaks, or it was killed).
+//
+// It forks, which the front's seccomp policy forbids after lock-down; there the supervisor
+// restarts the recorder instead, behind the same RecorderLinkSource.
+class EmbeddedLinkSource final : public RecorderLinkSource {
+public:
+  // `recorder` has been started; `outputs` (whose strings must outlive this) start the next one.
+  EmbeddedLinkSource(event_base* base, EmbeddedRecorder& recorder, RecordingOutputs outputs);
+
+  // Rejects while the previous child has not exited yet, and for -w FILE, which a new recorder
+  // refuses to overwrite.
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect() override;
+  kj::StringPtr describe() const override { return "the embedded recorder"; }
+
+private:
+  event_base* base;
+  EmbeddedRecorder& recorder;
+  RecordingOutputs outputs;
 };
 
 }  // namespace tlstap

@@ -13,7 +13,6 @@
 #include <kj/exception.h>
 
 #include "common/event-port.h"
-#include "common/fd-stream.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "front/backend-connector.h"
@@ -23,6 +22,7 @@
 #include "front/listener.h"
 #include "front/recorder-client.h"
 #include "front/tls-session.h"
+#include "front/unix-link-source.h"
 #include "front/worker.h"
 
 namespace tlstap {
@@ -122,8 +122,9 @@ private:
   }
 };
 
-// Opens the link to an external recorder (--recorder). Exits 2 if it cannot.
-kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringPtr address) {
+// Where the links to an external recorder (--recorder) come from. Exits 2 for an address it
+// cannot use.
+kj::Own<RecorderLinkSource> externalRecorder(event_base* base, kj::StringPtr address) {
   if (!address.startsWith("unix:")) {
     exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": only unix:/path is supported "
                                         "yet (the TLS link to a remote recorder is not)"));
@@ -132,14 +133,7 @@ kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringP
   KJ_IF_MAYBE(error, parseListenAddress(address, target)) {
     exitWithUsageError(PROGRAM, kj::str("--recorder: ", *error));
   }
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) exitWithUsageError(PROGRAM, kj::str("--recorder: socket: ", strerror(errno)));
-  kj::AutoCloseFd owned(fd);
-  if (::connect(fd, target.get(), target.length) != 0) {
-    exitWithUsageError(PROGRAM, kj::str("--recorder: cannot connect to ", address, ": ",
-                                        strerror(errno)));
-  }
-  return wrapSocketFd(base, kj::mv(owned));
+  return kj::heap<UnixLinkSource>(base, target, kj::str(address));
 }
 
 // Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
@@ -215,8 +209,11 @@ int run(int argc, char** argv) {
   // Declared before the client that uses its link, so it is destroyed after it.
   EmbeddedRecorder embedded;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
+  RecorderLimits limits;
+  limits.whenDown = options.recorderDown;
   KJ_IF_MAYBE(address, options.recorderAddress) {
-    auto client = kj::heap<RecorderClient>(connectExternalRecorder(base.get(), *address));
+    auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(base.get(), *address),
+                                           limits);
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {
@@ -228,7 +225,8 @@ int run(int argc, char** argv) {
     outputs.autoflushSeconds = options.autoflushSeconds;
     outputs.verbose = options.verbose;
     KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
-    auto client = kj::heap<RecorderClient>(wrapSocketFd(base.get(), embedded.takeLink()));
+    auto client = kj::heap<RecorderClient>(
+        kj.timer(), kj::heap<EmbeddedLinkSource>(base.get(), embedded, outputs), limits);
     waitForRecorder(kj, *client, "tlstap-recorder", embedded);
     recorderClient = kj::mv(client);
   }
@@ -259,6 +257,13 @@ int run(int argc, char** argv) {
   }
   int status = shutdown.status();
   shutdown.abandonDrain();
+  KJ_IF_MAYBE(client, recorderClient) {
+    auto counters = (*client)->counters();
+    logInfo("recording: ", counters.bytesQueued, " bytes relayed, ", counters.bytesRecorded,
+            " acknowledged by the recorder, ", counters.bytesLost, " not recorded; ",
+            counters.linksLost, " recorder link(s) lost, ", counters.flowsResumed,
+            " flow(s) resumed");
+  }
   if (embedded.pid() > 0) {
     // The drained link is closed: the recorder finishes its files and exits.
     recorderClient = nullptr;

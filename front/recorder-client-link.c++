@@ -5,10 +5,178 @@
 namespace tlstap {
 
 // ---------------------------------------------------------------------------------------------
+// The link: connecting, losing it, reconnecting with backoff.
+
+void RecorderClient::Impl::connect() {
+  tasks.add(source->connect().then(
+      [this](kj::Own<kj::AsyncIoStream> stream) { linkUpAt(kj::mv(stream)); },
+      [this](kj::Exception&& exception) {
+        reconnectPending = false;
+        auto reason = kj::str(exception.getDescription());
+        KJ_IF_MAYBE(fulfiller, firstAnswer) {
+          // Start-up: the caller reports it (whenReady()).
+          (*fulfiller)->reject(kj::mv(exception));
+          firstAnswer = nullptr;
+        } else if (lastFailure == nullptr || reason != KJ_ASSERT_NONNULL(lastFailure)) {
+          logWarning("recorder ", source->describe(), ": ", reason, "; retrying");
+        }
+        lastFailure = kj::mv(reason);
+        reconnectLater();
+      }));
+}
+
+void RecorderClient::Impl::linkUpAt(kj::Own<kj::AsyncIoStream> stream) {
+  reconnectPending = false;
+  if (closed) return;
+  auto newLink = kj::heap<RecorderLink>(kj::mv(stream), [this]() {
+    // A write finished: batches held back by the link's backlog may go, and a drain may be done.
+    if (!ready.empty() || drained != nullptr) schedulePump();
+  });
+  uint64_t generation = linkGeneration;
+  tasks.add(newLink->onDisconnect().then(
+      [this, generation]() {
+        if (generation == linkGeneration) linkLost("the recorder closed the connection");
+      },
+      [this, generation](kj::Exception&& exception) {
+        if (generation == linkGeneration) linkLost(exception.getDescription());
+      }));
+  tasks.add(newLink->recorder().whenResolved().then(
+      [this, generation]() {
+        if (generation != linkGeneration) return;
+        backoff = limits.reconnectFirst;
+        lastFailure = nullptr;
+        answered = true;
+        KJ_IF_MAYBE(fulfiller, firstAnswer) {
+          (*fulfiller)->fulfill();
+          firstAnswer = nullptr;
+        }
+        KJ_IF_MAYBE(since, downSince) {
+          logInfo("recorder link to ", source->describe(), " restored after ",
+                  (timer.now() - *since) / kj::MILLISECONDS, " ms; ", flows.size(),
+                  " flows reopened");
+          downSince = nullptr;
+        }
+      },
+      [this](kj::Exception&& exception) {
+        // A lost link is handled by onDisconnect; start-up hears of it here.
+        KJ_IF_MAYBE(fulfiller, firstAnswer) {
+          (*fulfiller)->reject(kj::mv(exception));
+          firstAnswer = nullptr;
+        }
+      }));
+  link = kj::mv(newLink);
+  kj::Vector<kj::Own<FlowState>> all;
+  for (auto& entry : flows) all.add(kj::addRef(*entry.value));
+  for (auto& flow : all) {
+    if (flow->refused || flow->closeAcked) continue;
+    logFailure("reopening a flow", [&]() { reopen(*flow); });
+  }
+  // Flows that reported full() because there was no link may go on filling up to their bound.
+  notifyDrained();
+}
+
+void RecorderClient::Impl::reconnectLater() {
+  if (closed || reconnectPending || link != nullptr) return;
+  reconnectPending = true;
+  auto delay = backoff;
+  backoff = kj::min(backoff * 2, limits.reconnectMax);
+  tasks.add(timer.afterDelay(delay).then([this]() {
+    if (closed || link != nullptr) {
+      reconnectPending = false;
+      return;
+    }
+    connect();
+  }));
+}
+
+void RecorderClient::Impl::linkLost(kj::StringPtr reason) {
+  KJ_IF_MAYBE(l, link) {
+    if (closed) {
+      // Our own doing (drainAndClose).
+    } else if (!answered) {
+      // Never answered: whenReady() reports it, and start-up fails with one line.
+      logDebug("recorder link closed before the recorder answered: ", reason);
+    } else if (downSince == nullptr) {
+      logError("recorder link to ", source->describe(), " lost (", reason, "); reconnecting, ",
+               limits.whenDown == RecorderDown::PASS
+                   ? "relaying on and counting what does not fit in the record queues as lost"
+                   : "holding connections whose record queue is full until it is back");
+    } else {
+      logDebug("recorder link to ", source->describe(), " lost again: ", reason);
+    }
+    if (!closed) {
+      ++stats.linksLost;
+      if (downSince == nullptr) downSince = timer.now();
+    }
+    ++linkGeneration;
+    auto dying = kj::mv(*l);
+    link = nullptr;
+    for (auto& entry : flows) {
+      auto& flow = *entry.value;
+      // Capabilities of the old link go before it. Its calls will never be answered (see
+      // track()): everything unacknowledged goes again on the next link.
+      flow.remote = nullptr;
+      flow.closeSent = false;
+      flow.unsent = rawPointer(flow.head);
+      flow.batches.clear();
+      flow.firstBatch = 0;
+      if (flow.readyLink.isLinked()) ready.remove(flow);
+    }
+    // Closing the connection now, not later: after a drain the caller may wait for the embedded
+    // recorder to exit, which it does when the link closes. (Never called from inside the RPC
+    // system: only from our own continuations, whose RPC promise is already released.)
+    dying = nullptr;
+    notifyDrained();
+    reconnectLater();
+    checkDrained();
+  }
+}
+
+void RecorderClient::Impl::reopen(FlowState& flow) {
+  auto& current = *KJ_ASSERT_NONNULL(link);
+  auto request = current.recorder().openFlowRequest();
+  auto meta = request.initMeta();
+  fillFlowMeta(meta, flow.info);
+  if (flow.openAnswered) {
+    // Some recorder wrote the handshake and everything acknowledged: continue from there.
+    auto resume = meta.initResume();
+    resume.setClientOffset(flow.ackedOffset[static_cast<int>(Side::CLIENT)]);
+    resume.setServerOffset(flow.ackedOffset[static_cast<int>(Side::SERVER)]);
+    resume.setClientFin(flow.ackedFin[static_cast<int>(Side::CLIENT)]);
+    resume.setServerFin(flow.ackedFin[static_cast<int>(Side::SERVER)]);
+    ++stats.flowsResumed;
+  }
+  auto response = request.send();
+  // Pipelined: data calls go out before the answer.
+  flow.remote = response.getFlow();
+  flow.closeSent = false;
+  flow.unsent = rawPointer(flow.head);
+  track(flow, response.ignoreResult(), Call::OPEN);
+  enqueue(flow);
+}
+
+size_t RecorderClient::Impl::linkBacklog() {
+  KJ_IF_MAYBE(l, link) return (*l)->backlog();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sending.
 
+namespace {
+
+size_t callsInFlight(const FlowState& flow) { return flow.batches.size() - flow.firstBatch; }
+
+}  // namespace
+
+bool RecorderClient::Impl::canSend(FlowState& flow) {
+  if (flow.remote == nullptr) return false;
+  if (flow.unsent != nullptr) return callsInFlight(flow) < limits.callsInFlight;
+  return flow.closeQueued && !flow.closeSent && !flow.closeAcked;
+}
+
 void RecorderClient::Impl::enqueue(FlowState& flow) {
-  if (flow.sending || flow.readyLink.isLinked()) return;
+  if (flow.readyLink.isLinked() || !canSend(flow)) return;
   ready.add(flow);
   schedulePump();
 }
@@ -28,30 +196,27 @@ void RecorderClient::Impl::pump() {
   while (!ready.empty()) {
     // The socket is the bottleneck: wait for a write to finish (RecorderLink's onWritten).
     if (linkBacklog() > limits.linkQueueBytes) break;
-    FlowState& flow = ready.front();
-    ready.remove(flow);
-    sendNext(flow);
+    auto flow = kj::addRef(ready.front());
+    ready.remove(*flow);
+    sendNext(*flow);
+    // Round robin: a flow with more to send goes to the back.
+    enqueue(*flow);
   }
-  notifyDrained();
   checkDrained();
 }
 
 void RecorderClient::Impl::sendNext(FlowState& flow) {
-  KJ_IF_MAYBE(remote, flow.remote) {
-    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      if (flow.head != nullptr) {
-        sendData(flow, *remote);
-      } else if (flow.closeQueued && !flow.closeSent) {
-        sendClose(flow, *remote);
-      }
-    })) {
-      callFailed(flow, kj::mv(*exception));
-      return;
+  if (!canSend(flow)) return;
+  auto& remote = KJ_ASSERT_NONNULL(flow.remote);
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    if (flow.unsent != nullptr) {
+      sendData(flow, remote);
+    } else {
+      sendClose(flow, remote);
     }
-  } else {
-    dropQueue(flow);
+  })) {
+    callFailed(flow, kj::mv(*exception));
   }
-  retireIfDone(flow);
 }
 
 void RecorderClient::Impl::sendData(FlowState& flow, proto::Flow::Client& remote) {
@@ -59,36 +224,34 @@ void RecorderClient::Impl::sendData(FlowState& flow, proto::Flow::Client& remote
   uint count = 0;
   size_t payload = 0;
   uint64_t words = 16;
-  for (PendingChunk* chunk = rawPointer(flow.head);
+  for (PendingChunk* chunk = flow.unsent;
        chunk != nullptr && count < proto::MAX_CHUNKS_PER_BATCH && payload < limits.batchBytes;
        chunk = rawPointer(chunk->next)) {
     ++count;
     payload += chunk->size;
-    words += 4 + (chunk->size + 7) / 8;
+    words += 5 + (chunk->size + 7) / 8;
   }
-  auto request = remote.dataRequest(capnp::MessageSize{words, 0});
-  auto list = request.initChunks(count);
-  for (uint i = 0; i < count; i++) {
-    auto chunk = kj::mv(KJ_ASSERT_NONNULL(flow.head));
-    flow.head = kj::mv(chunk->next);
+  // A plain call rather than the schema's stream: its promise is the recorder's answer, which
+  // comes once the batch is written, and only then may the batch be forgotten. The record
+  // queue's bounds do the flow control.
+  auto request = remote.typelessRequest(capnp::typeId<proto::Flow>(), 0,
+                                        capnp::MessageSize{words, 0});
+  auto list = request.initAs<proto::Flow::DataParams>().initChunks(count);
+  PendingChunk* chunk = flow.unsent;
+  for (uint i = 0; i < count; i++, chunk = rawPointer(chunk->next)) {
     auto builder = list[i];
     builder.setDirection(toDirection(chunk->side));
     builder.setTimeUs(chunk->timeUs);
     builder.setBytes(chunk->bytes());
     builder.setFin(chunk->fin);
-    flow.waitingCharge -= chunk->charge();
-    totalCharge -= chunk->charge();
-    flow.waitingBytes -= chunk->size;
-    stats.bytesWaiting -= chunk->size;
-    payloads.recycle(kj::mv(chunk->storage));
+    builder.setSkip(chunk->skip);
   }
-  if (flow.head == nullptr) flow.tail = nullptr;
+  flow.unsent = chunk;
   stats.bytesSent += payload;
-  flow.sentBytes += payload;
   ++stats.dataCalls;
-  // The stream promise resolves as soon as Cap'n Proto's flow-control window has room again, so
-  // a few calls stay in flight while the next batch fills.
-  track(flow, request.send(), Call::DATA);
+  uint64_t number = flow.nextBatch++;
+  flow.batches.add(FlowState::Batch{number, count, false});
+  track(flow, request.send().ignoreResult(), Call::DATA, number);
 }
 
 void RecorderClient::Impl::sendClose(FlowState& flow, proto::Flow::Client& remote) {
@@ -104,38 +267,59 @@ void RecorderClient::Impl::sendClose(FlowState& flow, proto::Flow::Client& remot
   track(flow, request.send().ignoreResult(), Call::CLOSE);
 }
 
-void RecorderClient::Impl::track(FlowState& flow, kj::Promise<void> call, Call kind) {
+// ---------------------------------------------------------------------------------------------
+// Answers.
+
+void RecorderClient::Impl::track(FlowState& flow, kj::Promise<void> call, Call kind,
+                                 uint64_t batch) {
   uint64_t generation = linkGeneration;
-  if (kind != Call::OPEN) flow.sending = true;
   tasks.add(call.then(
-      [this, &flow, generation, kind]() {
+      [this, &flow, generation, kind, batch]() {
         if (generation != linkGeneration) return;
-        if (kind == Call::OPEN) {
-          flow.opened = true;
-          return;
+        switch (kind) {
+          case Call::OPEN:
+            flow.openAnswered = true;
+            break;
+          case Call::DATA:
+            dataAnswered(flow, batch);
+            break;
+          case Call::CLOSE:
+            flow.closeAcked = true;
+            flow.remote = nullptr;  // answered: nothing more goes there
+            retireIfDone(flow);
+            checkDrained();
+            break;
         }
-        flow.sending = false;
-        if (kind == Call::CLOSE) flow.remote = nullptr;  // answered: nothing more goes there
-        callDone(flow);
       },
-      [this, &flow, generation, kind](kj::Exception&& exception) {
+      [this, &flow, generation](kj::Exception&& exception) {
         if (generation != linkGeneration) return;
-        if (kind != Call::OPEN) flow.sending = false;
         callFailed(flow, kj::mv(exception));
       }).attach(kj::addRef(flow)));
 }
 
-void RecorderClient::Impl::callDone(FlowState& flow) {
-  if (flow.head != nullptr || (flow.closeQueued && !flow.closeSent)) {
-    enqueue(flow);
-  } else {
-    retireIfDone(flow);
-    checkDrained();
+void RecorderClient::Impl::dataAnswered(FlowState& flow, uint64_t batch) {
+  // The recorder answers a flow's calls in order; should one come early, it waits for the ones
+  // before it, so that only a prefix of the queue is ever released.
+  for (size_t i = flow.firstBatch; i < flow.batches.size(); i++) {
+    if (flow.batches[i].number == batch) flow.batches[i].answered = true;
   }
+  while (flow.firstBatch < flow.batches.size() && flow.batches[flow.firstBatch].answered) {
+    releaseChunks(flow, flow.batches[flow.firstBatch].chunks);
+    ++flow.firstBatch;
+  }
+  if (flow.firstBatch == flow.batches.size()) {
+    flow.batches.clear();
+    flow.firstBatch = 0;
+  }
+  notifyDrained();
+  enqueue(flow);
+  retireIfDone(flow);
+  checkDrained();
 }
 
 void RecorderClient::Impl::callFailed(FlowState& flow, kj::Exception&& exception) {
   // DISCONNECTED is the link; anything else is the recorder refusing or ending this one flow.
+  auto ref = kj::addRef(flow);
   if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
     linkLost(exception.getDescription());
   } else {
@@ -145,80 +329,15 @@ void RecorderClient::Impl::callFailed(FlowState& flow, kj::Exception&& exception
   checkDrained();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Losing data: every byte that will not be recorded is counted, per flow and in total.
-
 void RecorderClient::Impl::flowRefused(FlowState& flow, kj::StringPtr reason) {
-  if (flow.remote == nullptr) return;  // already reported
+  if (flow.refused) return;  // already reported
   logError("flow ", flow.name, ": the recorder refused it (", reason, "); not recording it");
+  flow.refused = true;
   flow.remote = nullptr;
-  if (!flow.opened) {
-    // Pipelined calls went out before the refusal came back: none of it was recorded.
-    stats.bytesSent -= flow.sentBytes;
-    countLost(flow, flow.sentBytes);
-    flow.sentBytes = 0;
-  }
+  // Nothing unacknowledged was recorded.
   dropQueue(flow);
   if (flow.closeQueued || flow.handleGone) logLoss(flow);
   notifyDrained();
-}
-
-void RecorderClient::Impl::linkLost(kj::StringPtr reason) {
-  KJ_IF_MAYBE(l, link) {
-    if (closing) {
-      // Our own doing (drainAndClose).
-    } else if (!answered) {
-      // Never answered: whenReady() reports it, and start-up fails with one line.
-      logDebug("recorder link closed before the recorder answered: ", reason);
-    } else {
-      logError("recorder link lost (", reason, "); relaying on without recording, counting the "
-               "bytes not recorded");
-    }
-    ++linkGeneration;
-    auto dying = kj::mv(*l);
-    link = nullptr;
-    kj::Vector<kj::Own<FlowState>> all;
-    for (auto& entry : flows) all.add(kj::addRef(*entry.value));
-    for (auto& flow : all) {
-      flow->remote = nullptr;  // capabilities of the old link go before it
-      flow->sending = false;   // its outstanding calls will never be answered (see track())
-      dropQueue(*flow);
-      if (flow->closeQueued || flow->handleGone) logLoss(*flow);
-    }
-    // Closing the connection now, not later: after a drain the caller may wait for the embedded
-    // recorder to exit, which it does when the link closes. (Never called from inside the RPC
-    // system: only from our own continuations, whose RPC promise is already released.)
-    dying = nullptr;
-    notifyDrained();
-    for (auto& flow : all) retireIfDone(*flow);
-    checkDrained();
-  }
-}
-
-void RecorderClient::Impl::dropQueue(FlowState& flow) {
-  if (flow.readyLink.isLinked()) ready.remove(flow);
-  if (flow.waitingBytes > 0) countLost(flow, flow.waitingBytes);
-  stats.bytesWaiting -= flow.waitingBytes;
-  totalCharge -= flow.waitingCharge;
-  flow.waitingCharge = 0;
-  flow.waitingBytes = 0;
-  // Unlinked one by one: a long queue must not recurse through nested destructors.
-  while (flow.head != nullptr) {
-    auto chunk = kj::mv(KJ_ASSERT_NONNULL(flow.head));
-    flow.head = kj::mv(chunk->next);
-  }
-  flow.tail = nullptr;
-}
-
-void RecorderClient::Impl::countLost(FlowState& flow, size_t bytes) {
-  flow.lostBytes += bytes;
-  stats.bytesLost += bytes;
-}
-
-void RecorderClient::Impl::logLoss(FlowState& flow) {
-  if (flow.lostBytes == 0 || flow.lossLogged) return;
-  flow.lossLogged = true;
-  logWarning("flow ", flow.name, ": ", flow.lostBytes, " bytes not recorded");
 }
 
 }  // namespace tlstap

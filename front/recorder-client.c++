@@ -6,8 +6,6 @@
 
 namespace tlstap {
 
-// ---------------------------------------------------------------------------------------------
-
 // What the relay holds. Every entry point catches: the relay calls from libevent callbacks.
 class FlowHandle final : public RecordedFlow {
 public:
@@ -42,29 +40,26 @@ private:
 
 // ---------------------------------------------------------------------------------------------
 
-RecorderClient::Impl::Impl(kj::Own<kj::AsyncIoStream> connection, RecorderLimits limits)
-    : limits(limits), tasks(*this) {
-  auto newLink = kj::heap<RecorderLink>(kj::mv(connection), [this]() {
-    // A write finished: batches held back by the link's backlog may go, and a drain may be done.
-    if (!ready.empty() || drained != nullptr) schedulePump();
-  });
-  uint64_t generation = linkGeneration;
-  tasks.add(newLink->onDisconnect().then([this, generation]() {
-    if (generation == linkGeneration) linkLost("the recorder closed the connection");
-  }));
-  tasks.add(newLink->recorder().whenResolved().then(
-      [this]() { answered = true; },
-      [](kj::Exception&&) {
-        // Reported by whenReady() and by the calls that fail with it.
-      }));
-  link = kj::mv(newLink);
+RecorderClient::Impl::Impl(kj::Timer& timer, kj::Own<RecorderLinkSource> source,
+                           RecorderLimits limits)
+    : timer(timer), source(kj::mv(source)), limits(limits), backoff(limits.reconnectFirst),
+      tasks(*this) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  firstAnswer = kj::mv(paf.fulfiller);
+  firstAnswerPromise = paf.promise.fork();
+  reconnectPending = true;
+  connect();
 }
 
 RecorderClient::Impl::~Impl() noexcept(false) {
-  // Handles may outlive the client: they must find no client rather than a dangling one.
   for (auto& entry : flows) {
-    unlink(*entry.value);
-    entry.value->client = nullptr;
+    auto& flow = *entry.value;
+    // Never acknowledged (shutdown gave up waiting for the recorder): lost.
+    if (!flow.refused && flow.waitingBytes > 0) countLost(flow, flow.waitingBytes);
+    logLoss(flow);
+    // Handles may outlive the client: they must find no client rather than a dangling one.
+    unlink(flow);
+    flow.client = nullptr;
   }
 }
 
@@ -74,35 +69,21 @@ void RecorderClient::Impl::taskFailed(kj::Exception&& exception) {
 
 kj::Own<RecordedFlow> RecorderClient::Impl::openFlow(FlowInfo info) {
   uint64_t id = nextFlowId++;
-  auto state = kj::refcounted<FlowState>(
-      *this, id, kj::str(info.client.toString(), " -> ", info.server.toString()),
-      info.startTimeUs);
+  auto state = kj::refcounted<FlowState>(*this, id, kj::mv(info));
   ++stats.flowsOpened;
-  KJ_IF_MAYBE(l, link) {
-    logFailure("opening a flow", [&]() {
-      auto request = (*l)->recorder().openFlowRequest();
-      fillFlowMeta(request.initMeta(), info);
-      auto response = request.send();
-      // Pipelined: data calls go out before the answer. The answer itself is only awaited to
-      // report a refusal at once rather than at the first data call.
-      state->remote = response.getFlow();
-      track(*state, response.ignoreResult(), Call::OPEN);
-    });
-  }
   flows.insert(id, kj::addRef(*state));
+  // Without a link it is opened on the next one.
+  if (link != nullptr) logFailure("opening a flow", [&]() { reopen(*state); });
   return kj::heap<FlowHandle>(kj::mv(state));
 }
 
 kj::Promise<void> RecorderClient::Impl::whenReady() {
-  KJ_IF_MAYBE(l, link) {
-    return (*l)->recorder().whenResolved();
-  }
-  return KJ_EXCEPTION(DISCONNECTED, "the recorder link is down");
+  return KJ_ASSERT_NONNULL(firstAnswerPromise).addBranch();
 }
 
 kj::Promise<void> RecorderClient::Impl::drainAndClose() {
   closing = true;
-  if (link == nullptr) return kj::READY_NOW;
+  if (closed) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   drained = kj::mv(paf.fulfiller);
   checkDrained();
@@ -125,24 +106,20 @@ void RecorderClient::Impl::append(FlowState& flow, Side from, int64_t timeUs,
     countLost(flow, bytes.size());
     return;
   }
-  if (flow.remote == nullptr) {
+  if (flow.refused || closed) {
     countLost(flow, bytes.size());
+    return;
+  }
+  if (overBoundWhileDown(flow, bytes.size())) {
+    // --recorder-down pass: relayed, not recorded. The next chunk of this side says so.
+    countLost(flow, bytes.size());
+    flow.pendingSkip[static_cast<int>(from)] += bytes.size();
     return;
   }
   timeUs = flow.clampTime(timeUs);
   while (bytes.size() > 0) {
     size_t size = kj::min(bytes.size(), size_t(proto::MAX_CHUNK_BYTES));
-    auto chunk = kj::heap<PendingChunk>();
-    chunk->side = from;
-    chunk->fin = false;
-    chunk->timeUs = timeUs;
-    chunk->storage = payloads.copy(bytes.slice(0, size));
-    chunk->size = size;
-    flow.waitingCharge += chunk->charge();
-    totalCharge += chunk->charge();
-    flow.waitingBytes += size;
-    stats.bytesWaiting += size;
-    flow.push(kj::mv(chunk));
+    queueChunk(flow, from, false, timeUs, bytes.slice(0, size));
     bytes = bytes.slice(size, bytes.size());
   }
   enqueue(flow);
@@ -153,14 +130,8 @@ void RecorderClient::Impl::finish(FlowState& flow, Side from, int64_t timeUs) {
   int side = static_cast<int>(from);
   if (flow.closeQueued || flow.finished[side]) return;
   flow.finished[side] = true;
-  if (flow.remote == nullptr) return;
-  auto chunk = kj::heap<PendingChunk>();
-  chunk->side = from;
-  chunk->fin = true;
-  chunk->timeUs = flow.clampTime(timeUs);
-  flow.waitingCharge += chunk->charge();
-  totalCharge += chunk->charge();
-  flow.push(kj::mv(chunk));
+  if (flow.refused || closed) return;
+  queueChunk(flow, from, true, flow.clampTime(timeUs), nullptr);
   enqueue(flow);
 }
 
@@ -169,9 +140,15 @@ void RecorderClient::Impl::close(FlowState& flow, int64_t timeUs, kj::Maybe<Side
   flow.closeQueued = true;
   flow.closeTimeUs = flow.clampTime(timeUs);
   flow.resetBy = resetBy;
-  if (flow.remote == nullptr) {
-    logLoss(flow);
-    return;
+  // The flow is over: say what it lost, once.
+  logLoss(flow);
+  if (flow.refused || closed) return;
+  for (Side side : {Side::CLIENT, Side::SERVER}) {
+    // Bytes lost at the very end still move the FIN past them.
+    int i = static_cast<int>(side);
+    if (flow.pendingSkip[i] > 0 && !flow.finished[i]) {
+      queueChunk(flow, side, false, flow.closeTimeUs, nullptr);
+    }
   }
   enqueue(flow);
 }
@@ -182,7 +159,7 @@ void RecorderClient::Impl::handleDropped(FlowState& flow) {
   flow.latchedFull = false;
   // Without close() the connection stays open in the capture (as in a cut capture); what is
   // queued is still sent.
-  if (flow.remote == nullptr) logLoss(flow);
+  logLoss(flow);
   retireIfDone(flow);
 }
 
@@ -191,25 +168,111 @@ void RecorderClient::Impl::unlink(FlowState& flow) {
   if (flow.fullLink.isLinked()) fullFlows.remove(flow);
 }
 
+void RecorderClient::Impl::queueChunk(FlowState& flow, Side from, bool fin, int64_t timeUs,
+                                      kj::ArrayPtr<const kj::byte> bytes) {
+  int side = static_cast<int>(from);
+  auto chunk = kj::heap<PendingChunk>();
+  chunk->side = from;
+  chunk->fin = fin;
+  chunk->timeUs = timeUs;
+  chunk->skip = flow.pendingSkip[side];
+  flow.pendingSkip[side] = 0;
+  if (bytes.size() > 0) chunk->storage = payloads.copy(bytes);
+  chunk->size = bytes.size();
+  flow.waitingCharge += chunk->charge();
+  totalCharge += chunk->charge();
+  flow.waitingBytes += chunk->size;
+  stats.bytesWaiting += chunk->size;
+  flow.push(kj::mv(chunk));
+}
+
 // ---------------------------------------------------------------------------------------------
-// Backpressure and shutdown.
+// Losing data: every byte that will not be recorded is counted, per flow and in total.
+
+bool RecorderClient::Impl::overBoundWhileDown(FlowState& flow, size_t bytes) {
+  if (limits.whenDown != RecorderDown::PASS || link != nullptr) return false;
+  size_t charge = bytes + CHUNK_OVERHEAD;
+  return flow.waitingCharge + charge > limits.flowQueueBytes ||
+         totalCharge + charge > limits.totalQueueBytes;
+}
+
+void RecorderClient::Impl::countLost(FlowState& flow, size_t bytes) {
+  flow.lostBytes += bytes;
+  stats.bytesLost += bytes;
+}
+
+void RecorderClient::Impl::logLoss(FlowState& flow) {
+  // Lines of one flow add up to its loss: a flow that loses more after its first line (refused
+  // later, or still queued when the front exits) gets another.
+  if (flow.lostBytes == flow.lostLogged) return;
+  logWarning("flow ", flow.name, ": ", flow.lostBytes - flow.lostLogged, " bytes not recorded");
+  flow.lostLogged = flow.lostBytes;
+}
+
+void RecorderClient::Impl::dropQueue(FlowState& flow) {
+  if (flow.readyLink.isLinked()) ready.remove(flow);
+  if (flow.waitingBytes > 0) countLost(flow, flow.waitingBytes);
+  stats.bytesWaiting -= flow.waitingBytes;
+  totalCharge -= flow.waitingCharge;
+  flow.waitingCharge = 0;
+  flow.waitingBytes = 0;
+  // Unlinked one by one: a long queue must not recurse through nested destructors.
+  while (flow.head != nullptr) {
+    auto chunk = kj::mv(KJ_ASSERT_NONNULL(flow.head));
+    flow.head = kj::mv(chunk->next);
+  }
+  flow.tail = nullptr;
+  flow.unsent = nullptr;
+  flow.batches.clear();
+  flow.firstBatch = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acknowledgements, backpressure and shutdown.
+
+void RecorderClient::Impl::releaseChunks(FlowState& flow, uint count) {
+  for (uint i = 0; i < count; i++) {
+    auto chunk = kj::mv(KJ_ASSERT_NONNULL(flow.head, "answer for more chunks than queued"));
+    flow.head = kj::mv(chunk->next);
+    int side = static_cast<int>(chunk->side);
+    flow.ackedOffset[side] += chunk->size + chunk->skip;
+    if (chunk->fin) flow.ackedFin[side] = true;
+    flow.waitingCharge -= chunk->charge();
+    totalCharge -= chunk->charge();
+    flow.waitingBytes -= chunk->size;
+    stats.bytesWaiting -= chunk->size;
+    stats.bytesRecorded += chunk->size;
+    if (flow.unsent == chunk.get()) flow.unsent = rawPointer(flow.head);
+    payloads.recycle(kj::mv(chunk->storage));
+  }
+  if (flow.head == nullptr) {
+    flow.tail = nullptr;
+    flow.unsent = nullptr;
+  }
+}
 
 void RecorderClient::Impl::latchIfFull(FlowState& flow) {
   if (flow.latchedFull || flow.handleGone) return;
+  // PASS without a link: appends over the bound are counted lost instead of holding the relay.
+  if (limits.whenDown == RecorderDown::PASS && link == nullptr) return;
   if (flow.waitingCharge > limits.flowQueueBytes || totalCharge > limits.totalQueueBytes) {
     flow.latchedFull = true;
     fullFlows.add(flow);
   }
 }
 
-
 void RecorderClient::Impl::notifyDrained() {
   // Hysteresis: a flow reads again once its queue is down to half its bound and the total to
   // three quarters, so the relay does not flap between reading and waiting on every batch.
-  if (fullFlows.empty() || totalCharge > limits.totalQueueBytes / 4 * 3) return;
+  // PASS without a link releases every flow: the relay goes on, and what does not fit is lost.
+  bool passing = limits.whenDown == RecorderDown::PASS && link == nullptr;
+  if (fullFlows.empty()) return;
+  if (!passing && totalCharge > limits.totalQueueBytes / 4 * 3) return;
   kj::Vector<kj::Own<FlowState>> released;
   for (auto& flow : fullFlows) {
-    if (flow.waitingCharge <= limits.flowQueueBytes / 2) released.add(kj::addRef(flow));
+    if (passing || flow.waitingCharge <= limits.flowQueueBytes / 2) {
+      released.add(kj::addRef(flow));
+    }
   }
   for (auto& flow : released) {
     fullFlows.remove(*flow);
@@ -224,9 +287,9 @@ void RecorderClient::Impl::notifyDrained() {
 }
 
 void RecorderClient::Impl::retireIfDone(FlowState& flow) {
-  // A flow leaves the table once the relay let go of it and nothing is left to send or answer.
-  if (!flow.handleGone || flow.sending || flow.head != nullptr) return;
-  if (flow.closeQueued && flow.remote != nullptr) return;  // the close is still to go or answer
+  // A flow leaves the table once the relay let go of it and the recorder acknowledged all of it.
+  if (!flow.handleGone) return;
+  if (!flow.refused && !flow.settled()) return;
   flow.remote = nullptr;  // dropped without close: release the capability
   unlink(flow);
   flows.erase(flow.id);
@@ -234,29 +297,25 @@ void RecorderClient::Impl::retireIfDone(FlowState& flow) {
 
 void RecorderClient::Impl::checkDrained() {
   KJ_IF_MAYBE(fulfiller, drained) {
-    if (link != nullptr) {
-      for (auto& entry : flows) {
-        auto& flow = *entry.value;
-        if (flow.sending || flow.head != nullptr) return;
-        if (flow.closeQueued && flow.remote != nullptr) return;
-      }
-      if (linkBacklog() > 0) return;
+    // Without a link, reconnecting goes on: the caller bounds the wait.
+    if (link == nullptr) return;
+    for (auto& entry : flows) {
+      auto& flow = *entry.value;
+      if (!flow.refused && !flow.settled()) return;
     }
+    if (linkBacklog() > 0) return;
     (*fulfiller)->fulfill();
     drained = nullptr;
+    closed = true;
     linkLost("closed after draining");
   }
 }
 
-size_t RecorderClient::Impl::linkBacklog() {
-  KJ_IF_MAYBE(l, link) return (*l)->backlog();
-  return 0;
-}
-
 // ---------------------------------------------------------------------------------------------
 
-RecorderClient::RecorderClient(kj::Own<kj::AsyncIoStream> link, RecorderLimits limits)
-    : impl(kj::heap<Impl>(kj::mv(link), limits)) {}
+RecorderClient::RecorderClient(kj::Timer& timer, kj::Own<RecorderLinkSource> source,
+                               RecorderLimits limits)
+    : impl(kj::heap<Impl>(timer, kj::mv(source), limits)) {}
 RecorderClient::~RecorderClient() noexcept(false) {}
 kj::Own<RecordedFlow> RecorderClient::openFlow(FlowInfo info) {
   return impl->openFlow(kj::mv(info));

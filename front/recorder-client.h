@@ -10,16 +10,26 @@
 // lost"). Batches also wait while the link itself has more than `linkQueueBytes` not yet written
 // to the socket, so memory stays bounded however many flows share the link.
 //
-// If the link breaks, one error line is logged; from then on every byte that was queued or is
-// appended counts as lost, full() stays false so traffic goes on, and each flow logs
-// "N bytes not recorded" when it closes. (Reconnecting is for later: a Link object is the unit
-// to replace.)
+// A chunk stays queued (and charged to the bounds) until the recorder acknowledges it: its
+// Flow.data call returned, which the recorder does once the packets are in the kernel. If the link
+// breaks, one line is logged and the client asks its RecorderLinkSource for a new link with
+// backoff (100 ms doubling to 5 s); on the new link every flow still open is reopened where the
+// recorder's acknowledgements left it (FlowMeta.resume: same addresses, sequence numbers going
+// on) and everything unacknowledged is sent again, so a restarted recorder loses nothing.
+//
+// While there is no link the queues keep filling up to their bounds. Past a bound,
+// RecorderDown::BLOCK keeps the flow full() (the relay stops reading it until the recorder is
+// back); RecorderDown::PASS relays on and counts the bytes it cannot keep as lost, per flow (one
+// log line when the flow ends); the recording then shows the gap: the sequence numbers jump over
+// the lost bytes (Chunk.skip), which analysers report as "previous segment not captured".
 #pragma once
 
 #include <stdint.h>
 #include <kj/async-io.h>
 
 #include "front/flow-recorder.h"
+#include "front/front-options.h"
+#include "front/recorder-link-source.h"
 
 namespace tlstap {
 
@@ -28,38 +38,47 @@ struct RecorderLimits {
   size_t totalQueueBytes = 64 << 20;  // all flows are full above this (drain at three quarters)
   size_t batchBytes = 64 << 10;       // a Flow.data call stops growing at this size
   size_t linkQueueBytes = 4 << 20;    // batches wait while the link holds this much unwritten
+  uint32_t callsInFlight = 4;         // data calls per flow awaiting the recorder's answer
+  kj::Duration reconnectFirst = 100 * kj::MILLISECONDS;  // backoff after a lost link, doubling
+  kj::Duration reconnectMax = 5 * kj::SECONDS;
+  RecorderDown whenDown = RecorderDown::BLOCK;  // past a bound while there is no link
 };
 
 struct RecorderCounters {
-  uint64_t bytesQueued = 0;  // every byte handed to append()
-  uint64_t bytesSent = 0;    // bytes put into Flow.data calls
-  uint64_t bytesLost = 0;    // bytes that will never be recorded (link down, flow refused)
-  uint64_t dataCalls = 0;    // Flow.data calls made
+  uint64_t bytesQueued = 0;    // every byte handed to append()
+  uint64_t bytesSent = 0;      // bytes put into Flow.data calls, resent ones again
+  uint64_t bytesRecorded = 0;  // bytes the recorder acknowledged
+  uint64_t bytesLost = 0;      // bytes that will never be recorded (pass mode, flow refused)
+  uint64_t dataCalls = 0;      // Flow.data calls made
   uint64_t flowsOpened = 0;
-  size_t bytesWaiting = 0;   // queued and not yet sent, now
+  uint64_t linksLost = 0;      // links that broke (not closed by drainAndClose)
+  uint64_t flowsResumed = 0;   // flows reopened on a new link
+  size_t bytesWaiting = 0;     // queued and not yet acknowledged, now
 };
 
 class RecorderClient final : public FlowRecorder {
 public:
-  // `link` is connected to a recorder (wrapSocketFd() over the embedded recorder's socket pair, or
-  // a unix or TLS connection). A KjOnLibevent must be current on this thread, and the client must
-  // be destroyed before it. RecordedFlows may outlive the client; they then record nothing.
-  explicit RecorderClient(kj::Own<kj::AsyncIoStream> link, RecorderLimits limits = {});
+  // Asks `source` for its first link at once. A KjOnLibevent must be current on this thread (its
+  // timer is `timer`), and the client must be destroyed before it. RecordedFlows may outlive the
+  // client; they then record nothing. Destroying the client counts what is still queued as lost.
+  RecorderClient(kj::Timer& timer, kj::Own<RecorderLinkSource> source,
+                 RecorderLimits limits = {});
   ~RecorderClient() noexcept(false);
   KJ_DISALLOW_COPY(RecorderClient);
 
   // Never fails: a flow the recorder cannot take is relayed and counted as lost.
   kj::Own<RecordedFlow> openFlow(FlowInfo info) override;
 
-  // Resolves once the recorder has answered the bootstrap request, that is, once it got past its
-  // own start-up checks; rejects if the link closed first (an embedded recorder that exited).
-  // A link lost before that answer is only reported here, not logged, so that start-up fails
-  // with the recorder's own message and the caller's one line.
+  // Resolves once the first link's recorder has answered the bootstrap request, that is, once it
+  // got past its own start-up checks; rejects if the first link could not be opened or closed
+  // before that (an embedded recorder that exited). A first link lost before that answer is only
+  // reported here, not logged, so that start-up fails with the recorder's own message and the
+  // caller's one line.
   kj::Promise<void> whenReady();
 
-  // For shutdown: resolves when every queued byte was sent, every close() the relay made was
-  // answered, and the link has nothing left to write; then closes the link. Appends after that
-  // count as lost.
+  // For shutdown: resolves when the recorder acknowledged every queued byte and answered every
+  // close() the relay made; then closes the link. While there is no link it keeps reconnecting:
+  // the caller bounds the wait. Appends after that count as lost.
   kj::Promise<void> drainAndClose();
 
   bool linkUp() const;

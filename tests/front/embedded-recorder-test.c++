@@ -3,6 +3,8 @@
 #include "front/embedded-recorder.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -132,7 +134,7 @@ TEST(EmbeddedRecorder, RecorderThatRefusesItsOptionsIsNoticed) {
   event_base* base = event_base_new();
   {
     KjOnLibevent kj(base);
-    RecorderClient client(wrapSocketFd(base, recorder.takeLink()));
+    RecorderClient client(kj.timer(), kj::heap<EmbeddedLinkSource>(base, recorder, outputs));
     kj::Maybe<kj::Exception> failure;
     client.whenReady()
         .then([]() {}, [&](kj::Exception&& e) { failure = kj::mv(e); })
@@ -146,6 +148,58 @@ TEST(EmbeddedRecorder, RecorderThatRefusesItsOptionsIsNoticed) {
   // The user sees the recorder's own reason, and nothing misleading from the front's client.
   auto output = testing::internal::GetCapturedStderr();
   EXPECT_EQ(output, "tlstap-recorder: -o /nonexistent: No such file or directory\n");
+}
+
+// kill -9 of the embedded recorder: the next link comes from a new child.
+TEST(EmbeddedRecorder, LinkSourceRestartsAChildThatDied) {
+  FakeRecorderScript fake("cat <&3 >/dev/null\nexit 0\n");
+  EmbeddedRecorder recorder;
+  RecordingOutputs outputs;
+  outputs.outputDir = "/tmp"_kj;
+  KJ_IF_MAYBE(error, recorder.start(outputs)) FAIL() << error->cStr();
+  pid_t first = recorder.pid();
+  event_base* base = event_base_new();
+  {
+    KjOnLibevent kj(base);
+    EmbeddedLinkSource source(base, recorder, outputs);
+    auto link = source.connect().wait(kj.waitScope());  // the first child's
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    kj::Maybe<kj::Own<kj::AsyncIoStream>> next;
+    for (int attempt = 0; attempt < 200 && next == nullptr; attempt++) {
+      source.connect().then([&](kj::Own<kj::AsyncIoStream> stream) { next = kj::mv(stream); },
+                            [](kj::Exception&&) {})
+          .wait(kj.waitScope());
+      if (next == nullptr) kj.timer().afterDelay(10 * kj::MILLISECONDS).wait(kj.waitScope());
+    }
+    ASSERT_TRUE(next != nullptr) << "no new link after the recorder was killed";
+    EXPECT_NE(recorder.pid(), first);
+    EXPECT_EQ(kill(recorder.pid(), 0), 0) << "the new recorder is not running";
+  }
+  event_base_free(base);
+  EXPECT_EQ(recorder.wait(), 0);  // its link closed: the stand-in exits
+}
+
+// -w FILE cannot be continued by a new recorder: the source says so instead of restarting.
+TEST(EmbeddedRecorder, LinkSourceDoesNotRestartARecorderWritingOneFile) {
+  FakeRecorderScript fake("exit 0\n");
+  EmbeddedRecorder recorder;
+  RecordingOutputs outputs;
+  outputs.writeFile = "/tmp/never-written.pcap"_kj;
+  KJ_IF_MAYBE(error, recorder.start(outputs)) FAIL() << error->cStr();
+  event_base* base = event_base_new();
+  {
+    KjOnLibevent kj(base);
+    EmbeddedLinkSource source(base, recorder, outputs);
+    source.connect().wait(kj.waitScope());
+    recorder.wait();
+    kj::Maybe<kj::String> failure;
+    source.connect().then([](kj::Own<kj::AsyncIoStream>) {},
+                          [&](kj::Exception&& e) { failure = kj::str(e.getDescription()); })
+        .wait(kj.waitScope());
+    auto& reason = KJ_ASSERT_NONNULL(failure);
+    EXPECT_NE(strstr(reason.cStr(), "-w FILE"), nullptr) << reason.cStr();
+  }
+  event_base_free(base);
 }
 
 TEST(EmbeddedRecorder, MissingBinaryIsAOneLineError) {
