@@ -108,6 +108,9 @@ kj::Promise<void> RecorderService::openFlow(OpenFlowContext context) {
   auto id = counters.nextFlowId++;
   context.getResults().setFlow(kj::heap<FlowService>(id, endpoints, meta.getStartTimeUs(), resume,
                                                      sink, counters, peerName, barrier));
+  // The front reopens a flow whose open was answered as resumed: answer once the handshake is in
+  // the kernel. Calls on the flow are pipelined and need not wait for this.
+  KJ_IF_MAYBE(b, barrier) return b->afterFlush();
   return kj::READY_NOW;
 }
 
