@@ -509,7 +509,9 @@ TEST_F(RecorderClientTest, ReconnectResendsWhatWasNotAcknowledgedAndNothingElse)
 
   log.paused = true;  // calls reach the recorder, answers never come back
   round(3);
-  ASSERT_TRUE(runUntil([&]() { return client->counters().bytesSent >= client->counters().bytesQueued; }));
+  ASSERT_TRUE(runUntil([&]() {
+    return client->counters().bytesSent >= client->counters().bytesQueued;
+  }));
   recorderUp = false;
   server = nullptr;
   log.paused = false;
