@@ -94,9 +94,15 @@ void Connection::onTimer() {
                                          "connecting to the backend",
                                          "in the TLS handshake with the backend",
                                          "in the TLS handshake"};
-    logInfo(who(), ": handshake timeout after ", context.handshakeTimeoutSeconds, " s (",
-            STAGES[int(stage)], ")");
-    close(false, nullptr);
+    auto why = kj::str("handshake timeout after ", context.handshakeTimeoutSeconds, " s (",
+                       STAGES[int(stage)], ")");
+    if (stage == Stage::CONNECTING || stage == Stage::BACKEND_HANDSHAKING) {
+      // The client is still waiting for our answer to its ClientHello: tell it why it ends.
+      refuse(TLS_ALERT_INTERNAL_ERROR, why);
+    } else {
+      logInfo(who(), ": ", why);
+      close(false, nullptr);
+    }
     return;
   }
   int64_t idleUs = monotonicUs() - lastActivityUs;

@@ -300,7 +300,7 @@ def greet(conn):
         print("received", count, digest.hexdigest(), flush=True)
 
 def hangup(conn):
-    conn.recv(1)
+    conn.recv(65536)  # the whole ClientHello: closing with unread bytes would send a RST
     conn.close()
 
 def silent(conn):
