@@ -129,26 +129,35 @@ bool Relay::flushPending(End& to) {
 }
 
 bool Relay::read(End& from, size_t& moved) {
-  if (!canRead(from) || from.recvAgain) return false;
   auto& to = other(from);
-  auto buffer = scratch.slice(0, kj::min(scratch.size(), to.outgoing.room()));
-  KJ_IF_MAYBE(result, callOn(from, [&]() { return from.stream.recv(buffer); })) {
+  bool progress = false;
+  // A TLS session hands out one record (16 KiB at most) per call: reading on while there is room
+  // lets the other side write several records at once (TlsSession::send coalesces them).
+  while (canRead(from) && !from.recvAgain) {
+    auto buffer = scratch.slice(0, kj::min(scratch.size(), to.outgoing.room()));
+    TlsResult result = {TlsStatus::AGAIN, 0};
+    KJ_IF_MAYBE(r, callOn(from, [&]() { return from.stream.recv(buffer); })) {
+      result = *r;
+    } else {
+      return false;
+    }
     int64_t now = wallClockUs();
-    switch (result->status) {
+    switch (result.status) {
       case TlsStatus::DONE: {
-        auto bytes = buffer.slice(0, result->bytes).asConst();
+        auto bytes = buffer.slice(0, result.bytes).asConst();
         KJ_IF_MAYBE(f, flow) f->append(from.side, now, bytes);
         to.outgoing.append(bytes);
         from.bytesRead += bytes.size();
         moved += bytes.size();
         events++;
         from.recvWait = Wait::NONE;
-        return true;
+        progress = true;
+        break;
       }
       case TlsStatus::AGAIN:
         from.recvWait = from.waitFor();
         from.recvAgain = true;
-        return false;
+        return progress;
       case TlsStatus::END:
         from.ended = true;
         from.recvWait = Wait::NONE;
@@ -157,7 +166,7 @@ bool Relay::read(End& from, size_t& moved) {
         return true;
     }
   }
-  return false;
+  return progress;
 }
 
 bool Relay::endDirection(End& to) {
