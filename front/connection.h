@@ -1,11 +1,12 @@
 // One proxied connection, from accept to close:
 //
 //   PEEKING      recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without consuming
+//   RESOLVING    without --connect: the name looked up in DNS (SNI routing)
 //   CONNECTING   certificate chosen for the name; non-blocking connect to the backend
 //   HANDSHAKING  GnuTLS server handshake with that certificate
 //   RELAYING     the Relay moves plaintext both ways; the recording sees every byte
 //
-// The first three stages share the handshake timeout; relaying has the idle timeout. Every
+// The stages before relaying share the handshake timeout; relaying has the idle timeout. Every
 // libevent callback enters through one boundary that catches any exception and closes this
 // connection only.
 #pragma once
@@ -19,6 +20,7 @@
 #include "common/address.h"
 #include "front/client-hello.h"
 #include "common/event-handle.h"
+#include "front/dns-resolver.h"
 #include "front/flow-recorder.h"
 #include "front/relay.h"
 #include "front/tls-session.h"
@@ -38,7 +40,7 @@ public:
   void stop();
 
 private:
-  enum class Stage { PEEKING, CONNECTING, HANDSHAKING, RELAYING, DONE };
+  enum class Stage { PEEKING, RESOLVING, CONNECTING, HANDSHAKING, RELAYING, DONE };
 
   Worker& worker;
   const FrontContext& context;
@@ -52,6 +54,9 @@ private:
   gnutls_certificate_credentials_t credentials = nullptr;
   kj::StringPtr alpnOffer;
   SocketAddress backendAddress;
+  // SNI routing: the addresses the name resolved to, tried in turn until one connects.
+  kj::Array<SocketAddress> routeAddresses;
+  size_t nextRouteAddress = 0;
   uint64_t lastActivity = 0;    // Relay::activity() when the idle clock was last restarted
   int64_t lastActivityUs = 0;   // monotonic time of that
 
@@ -65,6 +70,8 @@ private:
   EventHandle backendWritable;
   EventHandle timer;
   EventHandle wake;
+  kj::Maybe<kj::Own<DnsLookup>> lookup;
+  kj::Maybe<DnsAnswer> dnsAnswer;  // handed from the lookup's callback to onResolved()
   kj::Maybe<kj::Own<TlsSession>> tls;
   kj::Maybe<kj::Own<RecordedFlow>> flow;
   kj::Maybe<kj::Own<Relay>> relay;
@@ -79,6 +86,10 @@ private:
   void peekHello();
   void chooseCertificate();
   void connectBackend();
+  kj::StringPtr routeName() const;
+  void resolveBackend();
+  void onResolved();
+  bool connectNextAddress(int error);
   void backendConnected();
   void startHandshake();
   void continueHandshake();

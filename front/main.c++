@@ -18,6 +18,7 @@
 #include "common/options.h"
 #include "front/backend-connector.h"
 #include "front/cert-store.h"
+#include "front/dns-resolver.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
 #include "front/listener.h"
@@ -30,7 +31,7 @@ namespace {
 
 constexpr const char* PROGRAM = "tlstap-front";
 constexpr const char* SYNOPSIS =
-    "--terminate --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "--terminate [--connect HOST | --dns IP[:PORT]] -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
     "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
 
 // One event_base, freed on exit.
@@ -191,10 +192,13 @@ int run(int argc, char** argv) {
     }
   }
 
-  SocketAddress backendHost;
-  auto& connectHost = KJ_ASSERT_NONNULL(options.connectHost);
-  KJ_IF_MAYBE(error, resolveBackendHost(connectHost, backendHost)) {
-    exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+  kj::Maybe<SocketAddress> backendHost;
+  KJ_IF_MAYBE(connectHost, options.connectHost) {
+    SocketAddress resolved;
+    KJ_IF_MAYBE(error, resolveBackendHost(*connectHost, resolved)) {
+      exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+    }
+    backendHost = resolved;
   }
 
   kj::Maybe<kj::Own<TlsServerConfig>> tlsConfig;
@@ -211,6 +215,22 @@ int run(int argc, char** argv) {
 
   EventBase base;
   KjOnLibevent kj(base.get());
+
+  // SNI routing: the resolver reads its configuration and opens its sockets now, before the
+  // sandbox. Declared before the worker, whose connections hold lookups, so it outlives them.
+  kj::Maybe<kj::Own<DnsResolver>> resolver;
+  if (backendHost == nullptr) {
+    DnsSettings dns;
+    dns.server = options.dns;
+    // Half the handshake timeout (at most 5 s) leaves the connect and the handshake their share.
+    dns.timeoutMs = kj::min(options.handshakeTimeoutSeconds * 500, 5000u);
+    kj::Own<DnsResolver> opened;
+    KJ_IF_MAYBE(error, DnsResolver::open(base.get(), dns, opened)) {
+      exitWithUsageError(PROGRAM, kj::str(options.dns == nullptr ? "routing by SNI: " : "--dns: ",
+                                          *error));
+    }
+    resolver = kj::mv(opened);
+  }
 
   // Declared before the client that uses its link, so it is destroyed after it.
   EmbeddedRecorder embedded;
@@ -244,10 +264,16 @@ int run(int argc, char** argv) {
   FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
                        options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
   Worker worker(base.get(), context, recorder, options.maxConnections);
+  KJ_IF_MAYBE(dns, resolver) worker.setResolver(**dns);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   acceptor.start();
-  logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
+  KJ_IF_MAYBE(connectHost, options.connectHost) {
+    logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", *connectHost);
+  } else {
+    logInfo("terminating TLS on ", options.ports.size(), " port(s), routing by SNI (DNS: ",
+            KJ_ASSERT_NONNULL(resolver)->description(), ")");
+  }
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.
     logDebug("--threads ", options.threads, ": one event loop for now");
