@@ -2,10 +2,11 @@
 # Routing by SNI (no --connect): a DNS server of the test's own on loopback (dnsmasq, which never
 # forwards: --no-resolv and no server=) names three backends on one port, alpha.test (127.0.0.2),
 # beta.test (127.0.0.3) and v6.test (::1, AAAA only). curl through the front reaches the backend
-# its name resolves to. NXDOMAIN, names that are no DNS host names, an IP address as SNI, a name
-# that points back at the front and a DNS server that does not answer each get a TLS alert and one
-# log line, and the front serves on. The capture shows each resolved upstream as the server, on
-# port PCAPPORT, with no TCP analysis problems.
+# its name resolves to, or without SNI the --nosni name's. Bad --dns uses stop start-up.
+# NXDOMAIN, names that are no DNS host names, an IP address as SNI, a name that points back at
+# the front and a DNS server that does not answer each get a TLS alert and one log line, and the
+# front serves on. The capture shows each resolved upstream as the server, on port PCAPPORT,
+# with no TCP analysis problems.
 . "$(dirname "$0")/lib.sh"
 require_tools curl openssl tshark python3 ss
 DNSMASQ=/usr/sbin/dnsmasq
@@ -47,8 +48,17 @@ done
 # One certificate for every name tried, so that each refusal below comes from routing.
 NAMES=alpha.test,beta.test,v6.test,nx.test,self.test,under_score.test,1.2.3.4,slow.test
 make_cert routed alpha.test ${NAMES//,/ }
+
+# --dns is an address, and only for routing by SNI.
+COMMON=(--terminate --servercert "$NAMES:$WORK/routed-bundle.pem" -o "$WORK/captures"
+  -p "127.0.0.1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT")
+run_front_expecting_exit2 "--dns with --connect" \
+  "^tlstap-front: --dns: only used when routing by SNI; not with --connect HOST$" \
+  "${COMMON[@]}" --connect 127.0.0.1 --dns "127.0.0.1:$DNS_PORT"
+run_front_expecting_exit2 "--dns naming a host" "^tlstap-front: --dns: 'dns\.example' is not an IP" \
+  "${COMMON[@]}" --dns dns.example
 start_front "$WORK/front.log" "$FRONT_PORT" --terminate --dns "127.0.0.1:$DNS_PORT" \
-  --servercert "$NAMES:$WORK/routed-bundle.pem" -o "$WORK/captures" \
+  --nosni alpha.test --servercert "$NAMES:$WORK/routed-bundle.pem" -o "$WORK/captures" \
   -p "127.0.0.1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" -p "::1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" \
   -p "127.0.0.1,$LOOP_PORT,$PCAP_PORT"
 wait_for 10 "the front on ::1" listening_on "[::1]" "$FRONT_PORT"
@@ -68,6 +78,10 @@ for round in 1 2; do
 done
 got=$(fetch v6.test ::1)
 [[ $got == "this is the v6 backend" ]] || fail "v6.test answered '$got'"
+# No SNI (curl sends none for an address): the --nosni name is routed. (-k: the certificate is
+# for names, not for 127.0.0.1; what counts here is which backend answers.)
+got=$(curl -sS --max-time 20 -k "https://127.0.0.1:$FRONT_PORT/") || fail "curl without SNI failed"
+[[ $got == "this is the alpha backend" ]] || fail "no SNI (--nosni alpha.test) answered '$got'"
 
 # Refusals: the client reads a fatal alert, the front logs one line naming the name and cause.
 expect_alert() {
@@ -130,7 +144,7 @@ tshark -r "$WORK/all.pcap" -n -Y "tcp.flags.syn == 1 && tcp.flags.ack == 0" -T f
   -e ip.dst -e ipv6.dst -e tcp.dstport 2> /dev/null |
   awk -F '\t' '{ print ($1 != "" ? $1 : $2), $3 }' | sort | uniq -c | sed 's/^ *//' \
   > "$WORK/servers.txt"
-expected="2 127.0.0.2 $PCAP_PORT
+expected="3 127.0.0.2 $PCAP_PORT
 3 127.0.0.3 $PCAP_PORT
 1 ::1 $PCAP_PORT"
 [[ $(cat "$WORK/servers.txt") == "$expected" ]] ||
