@@ -55,12 +55,12 @@ COMMON=(--terminate --servercert "$NAMES:$WORK/routed-bundle.pem" -o "$WORK/capt
 run_front_expecting_exit2 "--dns with --connect" \
   "^tlstap-front: --dns: only used when routing by SNI; not with --connect HOST$" \
   "${COMMON[@]}" --connect 127.0.0.1 --dns "127.0.0.1:$DNS_PORT"
-run_front_expecting_exit2 "--dns naming a host" "^tlstap-front: --dns: 'dns\.example' is not an IP" \
-  "${COMMON[@]}" --dns dns.example
+run_front_expecting_exit2 "--dns naming a host" \
+  "^tlstap-front: --dns: 'dns\.example' is not an IP" "${COMMON[@]}" --dns dns.example
 start_front "$WORK/front.log" "$FRONT_PORT" --terminate --dns "127.0.0.1:$DNS_PORT" \
   --nosni alpha.test --servercert "$NAMES:$WORK/routed-bundle.pem" -o "$WORK/captures" \
-  -p "127.0.0.1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" -p "::1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" \
-  -p "127.0.0.1,$LOOP_PORT,$PCAP_PORT"
+  -p "127.0.0.1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" \
+  -p "::1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" -p "127.0.0.1,$LOOP_PORT,$PCAP_PORT"
 wait_for 10 "the front on ::1" listening_on "[::1]" "$FRONT_PORT"
 grep -q "routing by SNI (DNS: 127.0.0.1:$DNS_PORT)" "$WORK/front.log" ||
   fail "no start-up line naming the DNS server: $(cat "$WORK/front.log")"
@@ -68,7 +68,8 @@ grep -q "routing by SNI (DNS: 127.0.0.1:$DNS_PORT)" "$WORK/front.log" ||
 # fetch NAME FRONT-IP: the page curl gets through the front for SNI NAME.
 fetch() {
   curl -sS --max-time 20 -g --cacert "$WORK/routed.pem" --resolve "$1:$FRONT_PORT:$2" \
-    "https://$1:$FRONT_PORT/" 2> "$WORK/curl.err" || fail "curl for $1 failed: $(cat "$WORK/curl.err")"
+    "https://$1:$FRONT_PORT/" 2> "$WORK/curl.err" ||
+    fail "curl for $1 failed: $(cat "$WORK/curl.err")"
 }
 for round in 1 2; do
   got=$(fetch alpha.test 127.0.0.1)
