@@ -278,9 +278,12 @@ kj::Maybe<kj::String> DnsResolver::open(event_base* eventBase, const DnsSettings
   // The lookup's time, shared by the retransmissions; resolv.conf's own timeout and attempts do
   // not apply, the handshake timeout bounds the whole connection set-up.
   uint32_t perAttemptMs = kj::max(settings.timeoutMs / ATTEMPTS, 100u);
+  // evdns holds back queries beyond 64 in flight (32 connections' lookups) without a timeout of
+  // their own; a proxy resolving for many clients at once should not queue that early.
   if (evdns_base_set_option(base, "timeout:", decimalSeconds(perAttemptMs).cStr()) != 0 ||
-      evdns_base_set_option(base, "attempts:", kj::str(ATTEMPTS).cStr()) != 0) {
-    return kj::str("cannot set the DNS timeout");
+      evdns_base_set_option(base, "attempts:", kj::str(ATTEMPTS).cStr()) != 0 ||
+      evdns_base_set_option(base, "max-inflight:", "1024") != 0) {
+    return kj::str("cannot set the DNS resolver's options");
   }
   out = kj::mv(resolver);
   return nullptr;

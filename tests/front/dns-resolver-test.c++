@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <gtest/gtest.h>
 #include <kj/debug.h>
+#include <kj/vector.h>
 
 namespace tlstap {
 namespace {
@@ -190,6 +191,24 @@ TEST_F(DnsLookupTest, AsksForBothFamiliesAndListsIpv4First) {
   EXPECT_STREQ(joined(lookUp("v4.test").addresses).cStr(), "192.0.2.4:0");
   EXPECT_STREQ(joined(lookUp("v6.test").addresses).cStr(), "[::1]:0");
   EXPECT_STREQ(resolver->description().cStr(), server->at.toString().cStr());
+}
+
+TEST_F(DnsLookupTest, AnswersManyLookupsAtOnce) {
+  // As many clients arriving together: every lookup is answered, each with its own answer.
+  constexpr int COUNT = 300;
+  int answered = 0, right = 0;
+  kj::Vector<kj::Own<DnsLookup>> lookups;
+  for (int i = 0; i < COUNT; i++) {
+    kj::StringPtr name = i % 2 == 0 ? "v4.test" : "v6.test";
+    kj::StringPtr want = i % 2 == 0 ? "192.0.2.4:0" : "[::1]:0";
+    lookups.add(resolver->lookUp(name, [&answered, &right, want](DnsAnswer&& answer) {
+      answered++;
+      if (joined(answer.addresses) == want) right++;
+    }));
+  }
+  runUntil(base, [&]() { return answered == COUNT; });
+  EXPECT_EQ(answered, COUNT);
+  EXPECT_EQ(right, COUNT);
 }
 
 TEST_F(DnsLookupTest, SaysWhyANameHasNoAddress) {
