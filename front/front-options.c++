@@ -384,10 +384,6 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     return kj::str(options.insecure ? "--insecure" : "--backend-ca",
                    ": with --terminate the backend is plain TCP, nothing to verify");
   }
-  if (!options.terminate) {
-    return kj::str("without --terminate (re-encrypting to the backend with TLS) is not "
-                   "supported yet; give --terminate");
-  }
   // --dns only matters when routing by SNI; with --connect it would be silently unused.
   if (options.dns != nullptr && options.connectHost != nullptr) {
     return kj::str("--dns: only used when routing by SNI; not with --connect HOST");

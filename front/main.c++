@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "front/backend-connector.h"
+#include "front/backend-tls.h"
 #include "front/cert-store.h"
 #include "front/dns-resolver.h"
 #include "front/embedded-recorder.h"
@@ -31,7 +32,7 @@ namespace {
 
 constexpr const char* PROGRAM = "tlstap-front";
 constexpr const char* SYNOPSIS =
-    "--terminate [--connect HOST | --dns IP[:PORT]] -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "[--terminate] [--connect HOST | --dns IP[:PORT]] -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
     "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
 
 // One event_base, freed on exit.
@@ -193,12 +194,27 @@ int run(int argc, char** argv) {
   }
 
   kj::Maybe<SocketAddress> backendHost;
-  KJ_IF_MAYBE(connectHost, options.connectHost) {
+  kj::StringPtr connectHost;  // empty when routing by SNI
+  KJ_IF_MAYBE(host, options.connectHost) {
+    connectHost = *host;
     SocketAddress resolved;
-    KJ_IF_MAYBE(error, resolveBackendHost(*connectHost, resolved)) {
+    KJ_IF_MAYBE(error, resolveBackendHost(*host, resolved)) {
       exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
     }
     backendHost = resolved;
+  }
+
+  // Re-encrypting: the backend's trust anchors are read now, before the sandbox, once for every
+  // connection.
+  BackendTlsConfig backendTlsConfig;
+  kj::Maybe<const BackendTlsConfig&> backendTls;
+  if (!options.terminate) {
+    kj::Maybe<kj::StringPtr> caFile;
+    KJ_IF_MAYBE(file, options.backendCa) caFile = kj::StringPtr(*file);
+    KJ_IF_MAYBE(error, backendTlsConfig.init(caFile, options.insecure)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    backendTls = backendTlsConfig;
   }
 
   kj::Maybe<kj::Own<TlsServerConfig>> tlsConfig;
@@ -261,18 +277,22 @@ int run(int argc, char** argv) {
 
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
-  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
-                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost, connectHost,
+                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
   Worker worker(base.get(), context, recorder, options.maxConnections);
   KJ_IF_MAYBE(dns, resolver) worker.setResolver(**dns);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   acceptor.start();
-  KJ_IF_MAYBE(connectHost, options.connectHost) {
-    logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", *connectHost);
-  } else {
-    logInfo("terminating TLS on ", options.ports.size(), " port(s), routing by SNI (DNS: ",
-            KJ_ASSERT_NONNULL(resolver)->description(), ")");
+  auto target = resolver == nullptr
+      ? kj::str(connectHost)
+      : kj::str("the host each SNI names (routing by SNI, DNS: ",
+                KJ_ASSERT_NONNULL(resolver)->description(), ")");
+  logInfo("terminating TLS on ", options.ports.size(), " port(s), ",
+          options.terminate ? "forwarding plaintext to " : "re-encrypting to ", target);
+  if (!options.terminate && options.insecure) {
+    logWarning("--insecure: backend certificates are not verified; whoever sits between this "
+               "host and the backend can read and change the traffic");
   }
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.

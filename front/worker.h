@@ -18,6 +18,7 @@
 
 namespace tlstap {
 
+class BackendTlsConfig;
 class CertStore;
 class Connection;
 class DnsResolver;
@@ -30,6 +31,8 @@ struct FrontContext {
   kj::Maybe<kj::StringPtr> noSni;  // the name a ClientHello without SNI is taken to ask for
   kj::Maybe<SocketAddress> backendHost;  // --connect HOST (each route supplies the port);
                                          // nullptr: route by SNI through the worker's resolver
+  kj::StringPtr backendHostName;   // --connect HOST as given
+  kj::Maybe<const BackendTlsConfig&> backendTls;  // re-encrypting; nullptr with --terminate
   uint32_t handshakeTimeoutSeconds;
   uint32_t idleTimeoutSeconds;
 };

@@ -258,6 +258,17 @@ TEST(FrontOptions, CheckAcceptsAWorkingSetUp) {
   EXPECT_STREQ(checked({GOOD, "--pcapoveripconnect", "a:1", "--recorder-down", "pass"}).cStr(), "");
 }
 
+TEST(FrontOptions, CheckAcceptsReEncryption) {
+  // Without --terminate the backend speaks TLS: verified by default, or against extra anchors,
+  // or (with a warning at start-up) not at all.
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d"}).cStr(), "");
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d", "--backend-ca", "ca.pem"}).cStr(), "");
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d", "--insecure"}).cStr(), "");
+}
+
 // Without --connect, each connection goes to the host its ClientHello names.
 TEST(FrontOptions, CheckAcceptsRoutingBySni) {
   FrontOptions options;
@@ -271,15 +282,14 @@ TEST(FrontOptions, CheckAcceptsRoutingBySni) {
                "");
   EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--servercert", "a:b", "-w", "x",
                         "--nosni", "www.example", "--dns", "[2001:db8::53]:53"}).cStr(), "");
+  // Re-encrypting to the host the SNI names, verified against that name.
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--servercert", "a:b", "-o", "d"}).cStr(), "");
 }
 
 TEST(FrontOptions, CheckRefusesBadCombinations) {
   EXPECT_STREQ(checked({"--terminate", "--connect", "b", "--servercert", "a:b", "-w", "x"}).cStr(),
                "-p: at least one is needed ([IP,]LISTEN,PCAPPORT[,FORWARD])");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "-p", "443,81"}).cStr(), "-p: 0.0.0.0:443 is given twice");
-  EXPECT_STREQ(checked({"-p", "443,80", "--connect", "b", "--servercert", "a:b", "-w", "x"}).cStr(),
-               "without --terminate (re-encrypting to the backend with TLS) is not supported yet; "
-               "give --terminate");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--dns", "::1"}).cStr(),
                "--dns: only used when routing by SNI; not with --connect HOST");
   EXPECT_STREQ(checked({GOOD, "-o", "d", "-w", "x"}).cStr(), "-o and -w cannot be used together");
