@@ -2,7 +2,8 @@
 # Routing by SNI (no --connect): a DNS server of the test's own on loopback (dnsmasq, which never
 # forwards: --no-resolv and no server=) names three backends on one port, alpha.test (127.0.0.2),
 # beta.test (127.0.0.3) and v6.test (::1, AAAA only). curl through the front reaches the backend
-# its name resolves to, or without SNI the --nosni name's. Bad --dns uses stop start-up.
+# its name resolves to, or without SNI the --nosni name's; re-encrypted (no --terminate), the
+# backend's certificate must name the routed host. Bad --dns uses stop start-up.
 # NXDOMAIN, names that are no DNS host names, an IP address as SNI, a name that points back at
 # the front and a DNS server that does not answer each get a TLS alert and one log line, and the
 # front serves on. The capture shows each resolved upstream as the server, on port PCAPPORT,
@@ -19,6 +20,8 @@ FRONT_PORT=$(free_port)
 LOOP_PORT=$(free_port)
 SLOW_PORT=$(free_port)
 SILENT_DNS_PORT=$(free_port)
+TLS_PORT=$(free_port)
+TLS_BACKEND_PORT=$(free_port)
 
 # listening_on ADDRESS PORT: a TCP listener on exactly that address (the backends share a port).
 listening_on() {
@@ -29,7 +32,8 @@ listening_on() {
 spawn "$WORK/dnsmasq.log" "$DNSMASQ" --keep-in-foreground --conf-file=/dev/null --pid-file= \
   --no-resolv --no-hosts --port="$DNS_PORT" --listen-address=127.0.0.1 --bind-interfaces \
   --local=/test/ --address=/alpha.test/127.0.0.2 --address=/beta.test/127.0.0.3 \
-  --address=/v6.test/::1 --address=/self.test/127.0.0.1 --log-queries --log-facility=-
+  --address=/v6.test/::1 --address=/self.test/127.0.0.1 --address=/tls.test/127.0.0.4 \
+  --address=/wrong.test/127.0.0.4 --log-queries --log-facility=-
 wait_port "$DNS_PORT"
 
 declare -A BACKEND_IPS=([alpha]=127.0.0.2 [beta]=127.0.0.3 [v6]=::1)
@@ -46,7 +50,8 @@ for name in "${!BACKEND_IPS[@]}"; do
 done
 
 # One certificate for every name tried, so that each refusal below comes from routing.
-NAMES=alpha.test,beta.test,v6.test,nx.test,self.test,under_score.test,1.2.3.4,slow.test
+NAMES=alpha.test,beta.test,v6.test,nx.test,self.test,under_score.test,1.2.3.4,slow.test,tls.test
+NAMES+=,wrong.test
 make_cert routed alpha.test ${NAMES//,/ }
 
 # --dns is an address, and only for routing by SNI.
@@ -62,7 +67,8 @@ start_front "$WORK/front.log" "$FRONT_PORT" --terminate --dns "127.0.0.1:$DNS_PO
   -p "127.0.0.1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" \
   -p "::1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" -p "127.0.0.1,$LOOP_PORT,$PCAP_PORT"
 wait_for 10 "the front on ::1" listening_on "[::1]" "$FRONT_PORT"
-grep -q "routing by SNI (DNS: 127.0.0.1:$DNS_PORT)" "$WORK/front.log" ||
+STARTED="forwarding plaintext to the host each SNI names (routing by SNI, DNS: 127.0.0.1:$DNS_PORT)"
+grep -qF "$STARTED" "$WORK/front.log" ||
   fail "no start-up line naming the DNS server: $(cat "$WORK/front.log")"
 
 # fetch NAME FRONT-IP: the page curl gets through the front for SNI NAME.
@@ -116,6 +122,40 @@ front_alive "$WORK/front.log"
 # (A DNS name of 1.2.3.4 in a certificate is rightly warned about at start-up.)
 grep -E ': (error|warning):' "$WORK/front.log" | grep -v "is not valid for '1\.2\.3\.4'" &&
   fail "errors logged"
+
+# Re-encrypting (no --terminate) to the routed host: an HTTPS backend on 127.0.0.4 whose
+# certificate (from a test CA) names tls.test only. wrong.test resolves there too, so its
+# certificate does not name the host the client asked for: refused.
+make_ca backend-ca "tlstap test backend CA"
+make_signed_cert tls-backend backend-ca tls.test
+mkdir -p "$WORK/www-tls"
+echo "this is the tls backend" > "$WORK/www-tls/index.html"
+spawn "$WORK/backend-tls.log" python3 -c '
+import functools, http.server, ssl, sys
+ip, port, cert, root = sys.argv[1:5]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+server = http.server.ThreadingHTTPServer((ip, int(port)), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert + ".pem", cert + ".key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()' 127.0.0.4 "$TLS_BACKEND_PORT" "$WORK/tls-backend" "$WORK/www-tls"
+wait_for 10 "the TLS backend" listening_on 127.0.0.4 "$TLS_BACKEND_PORT"
+MAIN_FRONT_PID=$FRONT_PID
+start_front "$WORK/front-tls.log" "$TLS_PORT" --dns "127.0.0.1:$DNS_PORT" \
+  --backend-ca "$WORK/backend-ca.pem" --servercert "$NAMES:$WORK/routed-bundle.pem" \
+  -w "$WORK/tls.pcap" -p "127.0.0.1,$TLS_PORT,$PCAP_PORT,$TLS_BACKEND_PORT"
+got=$(curl -sS --max-time 20 --cacert "$WORK/routed.pem" --resolve "tls.test:$TLS_PORT:127.0.0.1" \
+  "https://tls.test:$TLS_PORT/") || fail "curl for tls.test (re-encrypted) failed"
+[[ $got == "this is the tls backend" ]] || fail "tls.test (re-encrypted) answered '$got'"
+expect_alert "$TLS_PORT" wrong.test 40
+expect_one_line "$WORK/front-tls.log" \
+  "${CLIENT}backend 127\.0\.0\.4:$TLS_BACKEND_PORT \(wrong\.test\): .*does not match" \
+  "a backend certificate not naming the routed name"
+stop_front
+servers=$(tshark -r "$WORK/tls.pcap" -n -Y "tcp.flags.syn == 1 && tcp.flags.ack == 0" -T fields \
+  -e ip.dst -e tcp.dstport 2> /dev/null | tr '\t' ' ')
+[[ $servers == "127.0.0.4 $PCAP_PORT" ]] || fail "re-encrypted capture's server: '$servers'"
+FRONT_PID=$MAIN_FRONT_PID
 
 # A DNS server that never answers: the lookup gives up within half the handshake timeout.
 spawn "$WORK/silent-dns.log" python3 -c '
