@@ -22,6 +22,7 @@
 #include "front/front-options.h"
 #include "front/listener.h"
 #include "front/recorder-client.h"
+#include "front/supervised-recorder-source.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
 
@@ -145,7 +146,7 @@ kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringP
 // Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
 // not: a recorder that refused its own options has already said why on stderr.
 void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr what,
-                     kj::Maybe<EmbeddedRecorder&> embedded) {
+                     kj::Maybe<SupervisedRecorderSource&> embedded) {
   bool ready = false;
   kj::Maybe<kj::String> failure;
   client.whenReady()
@@ -153,14 +154,16 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
             [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
       .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
       .wait(kj.waitScope());
-  KJ_IF_MAYBE(child, embedded) {
-    // An embedded recorder that refused its options has printed the one line saying why. The
-    // link can break a moment before the child can be reaped: give it that moment, so the user
-    // sees only the recorder's line.
-    for (int attempt = 0; !ready && attempt < 100; attempt++) {
-      if (child->checkExited() != nullptr) exit(2);
-      struct timespec pause = {0, 10 * 1000 * 1000};
-      nanosleep(&pause, nullptr);
+  KJ_IF_MAYBE(source, embedded) {
+    if (!ready) {
+      // Why did the link break? The supervisor answers the next request with a refusal if the
+      // recorder refused its options; then it has printed the one line saying why, and the
+      // user sees only that line.
+      source->connect()
+          .then([](kj::Own<kj::AsyncIoStream>) {}, [](kj::Exception&&) {})
+          .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+          .wait(kj.waitScope());
+      if (source->refused()) exit(2);
     }
   }
   KJ_IF_MAYBE(cause, failure) {
@@ -170,6 +173,25 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
     exitWithUsageError(PROGRAM, kj::str(what, ": the recorder did not answer within ",
                                         RECORDER_READY_TIMEOUT / kj::SECONDS, " s"));
   }
+}
+
+// The first link from the embedded recorder's supervisor, at start-up. Exits 2 if there is none.
+kj::Own<kj::AsyncIoStream> firstLink(KjOnLibevent& kj, SupervisedRecorderSource& source) {
+  kj::Maybe<kj::Own<kj::AsyncIoStream>> link;
+  kj::Maybe<kj::String> failure;
+  source.connect()
+      .then([&](kj::Own<kj::AsyncIoStream> stream) { link = kj::mv(stream); },
+            [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
+      .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+      .wait(kj.waitScope());
+  KJ_IF_MAYBE(stream, link) return kj::mv(*stream);
+  // A recorder that refused its options has printed the one line saying why.
+  if (source.refused()) exit(2);
+  KJ_IF_MAYBE(cause, failure) {
+    exitWithUsageError(PROGRAM, kj::str(source.describe(), ": ", *cause));
+  }
+  exitWithUsageError(PROGRAM, kj::str(source.describe(), ": no link within ",
+                                      RECORDER_READY_TIMEOUT / kj::SECONDS, " s"));
 }
 
 int run(int argc, char** argv) {
@@ -212,8 +234,9 @@ int run(int argc, char** argv) {
   EventBase base;
   KjOnLibevent kj(base.get());
 
-  // Declared before the client that uses its link, so it is destroyed after it.
+  // Declared before the source and the client that use it, so it is destroyed after them.
   EmbeddedRecorder embedded;
+  kj::Maybe<kj::Own<SupervisedRecorderSource>> embeddedSource;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   KJ_IF_MAYBE(address, options.recorderAddress) {
     auto client = kj::heap<RecorderClient>(connectExternalRecorder(base.get(), *address));
@@ -227,10 +250,15 @@ int run(int argc, char** argv) {
     outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
     outputs.autoflushSeconds = options.autoflushSeconds;
     outputs.verbose = options.verbose;
+    // The supervisor is started here, before lock-down, because only now can the front fork,
+    // execute and make socket pairs; from then on it restarts the recorder and hands out links.
     KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
-    auto client = kj::heap<RecorderClient>(wrapSocketFd(base.get(), embedded.takeLink()));
-    waitForRecorder(kj, *client, "tlstap-recorder", embedded);
+    auto source = kj::heap<SupervisedRecorderSource>(base.get(), embedded.takeControl());
+    // Until the client reconnects through its source, the source gives this one link only.
+    auto client = kj::heap<RecorderClient>(firstLink(kj, *source));
+    waitForRecorder(kj, *client, "tlstap-recorder", *source);
     recorderClient = kj::mv(client);
+    embeddedSource = kj::mv(source);
   }
   kj::Maybe<FlowRecorder&> recorder;
   kj::Maybe<RecorderClient&> recorderRef;
@@ -260,8 +288,10 @@ int run(int argc, char** argv) {
   int status = shutdown.status();
   shutdown.abandonDrain();
   if (embedded.pid() > 0) {
-    // The drained link is closed: the recorder finishes its files and exits.
+    // The drained link and the control socket are closed: the recorder finishes its files and
+    // exits, and then its supervisor, with the recorder's status.
     recorderClient = nullptr;
+    embeddedSource = nullptr;
     int recorderStatus = embedded.wait();
     if (recorderStatus != 0) {
       logError("tlstap-recorder exited with status ", recorderStatus);

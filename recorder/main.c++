@@ -8,10 +8,12 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/supervisor-protocol.h"
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
 #include "recorder/pcap-writer.h"
 #include "recorder/recorder-options.h"
+#include "recorder/supervisor.h"
 
 namespace tlstap {
 namespace {
@@ -190,4 +192,11 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace tlstap
 
-int main(int argc, char** argv) { return tlstap::run(argc, argv); }
+int main(int argc, char** argv) {
+  // The supervisor mode is chosen by the first argument only, before any option parsing: it
+  // passes the rest to each recorder it starts.
+  if (argc >= 2 && kj::StringPtr(argv[1]) == tlstap::supervisor::MODE_OPTION) {
+    return tlstap::runSupervisor(argc, argv);
+  }
+  return tlstap::run(argc, argv);
+}
