@@ -76,9 +76,13 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clo
       return kj::str("-o: ", exception->getDescription());
     }
   }
-  KJ_IF_MAYBE(path, options.writeFile) {
+  KJ_IF_MAYBE(given, options.writeFile) {
+    // A recorder started again after one died never touches its predecessor's file, which
+    // holds what was recorded before (and may end in a torn record).
+    auto path = options.restarted ? restartedWriteFile(*given) : kj::str(*given);
+    if (options.restarted) logInfo("-w ", *given, ": started again; writing ", path);
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<SinglePcapWriter>(*path);
+      auto writer = kj::heap<SinglePcapWriter>(path);
       outputs.fanOut.add(*writer);
       outputs.single = kj::mv(writer);
     })) {

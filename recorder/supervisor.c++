@@ -35,6 +35,8 @@ constexpr int64_t STABLE_RUN_MS = 10000;
 // A recorder that should exit (its link is closed) gets this long to finish its files before
 // SIGTERM, and as long again before SIGKILL.
 constexpr int64_t EXIT_GRACE_MS = 10000;
+// The index of the last of "tlstap-recorder --connection-fd 3" in the recorder's argv.
+constexpr size_t RESTARTED_AFTER_ARG = 2;
 // Socket buffers of each link (see startRecorder()).
 constexpr int LINK_BUFFER_BYTES = 4 << 20;
 
@@ -155,9 +157,15 @@ void Supervisor::startRecorder() {
   setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &linkBuffer, sizeof(linkBuffer));
   setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &linkBuffer, sizeof(linkBuffer));
 
-  // Everything the child needs is built before fork(): it only makes system calls.
-  kj::Vector<char*> argv(recorderArgs.size() + 1);
-  for (auto& arg : recorderArgs) argv.add(const_cast<char*>(arg.cStr()));
+  // Everything the child needs is built before fork(): it only makes system calls. A recorder
+  // started in place of another is told so (after --connection-fd 3), so that it writes a -w
+  // FILE of its own rather than failing on its predecessor's.
+  static const char RESTARTED[] = "--restarted";
+  kj::Vector<char*> argv(recorderArgs.size() + 2);
+  for (auto i : kj::indices(recorderArgs)) {
+    argv.add(const_cast<char*>(recorderArgs[i].cStr()));
+    if (i == RESTARTED_AFTER_ARG && started > 0) argv.add(const_cast<char*>(RESTARTED));
+  }
   argv.add(nullptr);
   static const char EXEC_FAILED[] = "tlstap-recorder supervisor: error: cannot execute "
                                     "tlstap-recorder\n";

@@ -13,6 +13,8 @@
 //  - A recorder that exits abnormally (a signal, or a status other than 0 and 2) is started again
 //    without waiting for the front, after a delay: 0.1 s, doubling with each quick failure up to
 //    5 s, and back to 0.1 s once a recorder has run for 10 s.
+//  - A recorder started in place of one that died gets --restarted (after --connection-fd 3), so
+//    that with -w FILE it writes a new FILE-N instead of refusing the existing FILE.
 //  - A recorder that exits with status 2 refused its options (and said why on stderr): the same
 //    options will not do better, so it is not started again; the front's next request is answered
 //    with a refusal, which at start-up makes the front exit 2 with only the recorder's line.

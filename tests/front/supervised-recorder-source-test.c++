@@ -235,6 +235,43 @@ TEST_F(SupervisedRecorderTest, KilledRecorderIsReplacedAndTheNextLinkWorks) {
   EXPECT_EQ(withSecond, 1u);
 }
 
+TEST_F(SupervisedRecorderTest, WriteFileGoesOnInANewFileAfterARestart) {
+  TempDir dir;
+  auto file = kj::str(dir.path, "/all.pcap");
+  RecordingOutputs outputs;
+  outputs.writeFile = file.asPtr();
+  EmbeddedRecorder embedded;
+  KJ_IF_MAYBE(error, embedded.start(outputs)) FAIL() << error->cStr();
+  {
+    SupervisedRecorderSource source(base, embedded.takeControl());
+    pid_t first = recorderOf(embedded.pid());
+    ASSERT_GT(first, 0);
+    {
+      RecorderClient client(connect(source));
+      wait(client.whenReady());
+      auto flow = client.openFlow(flowInfo());
+      flow->append(Side::CLIENT, nowUs() + 1000000, bytes("before the crash"));
+      flow->close(nowUs() + 1100000, nullptr);
+      // One --autoflush period: the first recorder's file holds the flow before it dies.
+      loop().timer().afterDelay(1500 * kj::MILLISECONDS).wait(loop().waitScope());
+      ASSERT_EQ(kill(first, SIGKILL), 0);
+      ASSERT_TRUE(runUntil([&]() { return !client.linkUp(); }));
+    }
+    ASSERT_GT(recorderOf(embedded.pid(), first), 0);
+    recordFlow(connect(source), "after the restart");
+  }
+  EXPECT_EQ(embedded.wait(), 0);
+
+  // The first file is left as it was; the new recorder wrote all-1.pcap, complete.
+  auto before = readFile(file);
+  EXPECT_TRUE(contains(before, before.size(), "before the crash"));
+  EXPECT_FALSE(contains(before, before.size(), "after the restart"));
+  auto next = kj::str(dir.path, "/all-1.pcap");
+  auto after = readFile(next);
+  EXPECT_TRUE(contains(after, after.size(), "after the restart"));
+  EXPECT_TRUE(tsharkReads(next)) << "all-1.pcap is not complete";
+}
+
 TEST_F(SupervisedRecorderTest, RecorderThatRefusesItsOptionsIsNotStartedAgain) {
   RecordingOutputs outputs;
   outputs.writeFile = "/nonexistent-tlstap-dir/all.pcap"_kj;
