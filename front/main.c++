@@ -206,6 +206,23 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(error, checkFrontOptions(options)) exitWithUsageError(PROGRAM, *error);
   setLogVerbose(options.verbose);
 
+  // The embedded recorder's supervisor starts before any key or password is read, so that not
+  // even a copy of the front's memory could hold one; it starts the recorder only when asked,
+  // below, once the front's own start-up has succeeded. It is started here, before lock-down,
+  // because only now can the front fork, execute and make socket pairs; from then on it
+  // restarts the recorder and hands out links.
+  EmbeddedRecorder embedded;
+  RecordingOutputs outputs;
+  if (options.recorderAddress == nullptr) {
+    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
+    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
+    outputs.pcapOverIp = options.pcapOverIp.asPtr();
+    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
+    outputs.autoflushSeconds = options.autoflushSeconds;
+    outputs.verbose = options.verbose;
+    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
+  }
+
   CertStore certs;
   for (auto& cert : options.serverCerts) {
     KJ_IF_MAYBE(error, certs.addServerCert(cert.spec, cert.origin)) {
@@ -234,8 +251,6 @@ int run(int argc, char** argv) {
   EventBase base;
   KjOnLibevent kj(base.get());
 
-  // Declared before the source and the client that use it, so it is destroyed after them.
-  EmbeddedRecorder embedded;
   kj::Maybe<kj::Own<SupervisedRecorderSource>> embeddedSource;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   KJ_IF_MAYBE(address, options.recorderAddress) {
@@ -243,16 +258,6 @@ int run(int argc, char** argv) {
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {
-    RecordingOutputs outputs;
-    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
-    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
-    outputs.pcapOverIp = options.pcapOverIp.asPtr();
-    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
-    outputs.autoflushSeconds = options.autoflushSeconds;
-    outputs.verbose = options.verbose;
-    // The supervisor is started here, before lock-down, because only now can the front fork,
-    // execute and make socket pairs; from then on it restarts the recorder and hands out links.
-    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
     auto source = kj::heap<SupervisedRecorderSource>(base.get(), embedded.takeControl());
     // Until the client reconnects through its source, the source gives this one link only.
     auto client = kj::heap<RecorderClient>(firstLink(kj, *source));

@@ -111,7 +111,8 @@ private:
 };
 
 int Supervisor::run() {
-  startRecorder();
+  // The first recorder starts at the front's first request, when the front's own start-up has
+  // succeeded: a front that fails (a bad certificate) leaves no recorder and no empty file.
   for (;;) {
     if (ended && recorder < 0) return exitStatus();
     if (!ended && !refused && recorder < 0) {
@@ -361,6 +362,7 @@ int Supervisor::pollTimeoutMs() {
 
 int Supervisor::exitStatus() const {
   if (refused) return 2;
+  if (started == 0) return 0;  // the front never asked: nothing was recorded, nothing failed
   if (lastStatus >= 0 && WIFEXITED(lastStatus) && WEXITSTATUS(lastStatus) == 0) return 0;
   return 1;
 }

@@ -1,9 +1,10 @@
 // `tlstap-recorder --supervise FD ARGS...`: the small process that keeps tlstap-front's embedded
-// recorder running. The front starts it (fork and exec, before its lock-down, so that it inherits
-// neither the front's memory nor a key) with a control socket on FD (common/supervisor-protocol.h);
-// it starts `tlstap-recorder --connection-fd 3 ARGS...` with a fresh socket pair and hands the
-// front its end when asked. After lock-down the front cannot fork, execute or create unix sockets,
-// so this is how it gets a new recorder and a new link when the old one dies.
+// recorder running. The front starts it first thing, before it reads a key (fork and exec, so
+// that it inherits neither the front's memory nor a key), with a control socket on FD
+// (common/supervisor-protocol.h). When the front first asks, it starts `tlstap-recorder
+// --connection-fd 3 ARGS...` with a fresh socket pair and hands the front its end. After
+// lock-down the front cannot fork, execute or create unix sockets, so this is how it gets a new
+// recorder and a new link when the old one dies.
 //
 // Rules, each because the front after lock-down (or a compromised front) must not be able to make
 // this process do more than restart a recorder:
@@ -26,7 +27,7 @@
 //  - It ignores SIGINT, SIGTERM and SIGHUP: its life is the front's, which drains the recording
 //    before closing the link (a service manager's SIGTERM reaches the front and the recorder).
 //
-// Exit status: 0 when the last recorder exited 0; 2 when the recorder refused its options; 1
+// Exit status: 0 when the last recorder exited 0 (or none was asked for); 2 when the recorder refused its options; 1
 // otherwise (a bad command line, or a recorder that had died and was not running at the end).
 #pragma once
 
