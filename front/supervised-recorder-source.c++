@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <kj/debug.h>
-#include <kj/vector.h>
 
 #include "common/fd-stream.h"
 #include "common/supervisor-protocol.h"
@@ -31,31 +30,34 @@ kj::StringPtr SupervisedRecorderSource::describe() const { return "embedded reco
 
 kj::Promise<kj::Own<kj::AsyncIoStream>> SupervisedRecorderSource::connect() {
   KJ_IF_MAYBE(exception, failure) return kj::cp(*exception);
-  KJ_IF_MAYBE(waiter, waiting) {
-    KJ_REQUIRE(!(*waiter)->isWaiting(), "one connect() at a time");
-    waiting = nullptr;
-  }
   KJ_IF_MAYBE(fd, unclaimed) {
     auto link = kj::mv(*fd);
     unclaimed = nullptr;
     return wrapSocketFd(base, kj::mv(link));
   }
-  if (!asked) {
-    kj::byte request = supervisor::REQUEST_LINK;
-    // One byte on an idle SOCK_SEQPACKET socket: it never blocks.
-    if (::send(control, &request, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
-      fail(KJ_EXCEPTION(DISCONNECTED, "the embedded recorder's supervisor has exited",
-                        strerror(errno)));
-      return kj::cp(KJ_ASSERT_NONNULL(failure));
-    }
-    asked = true;
-    readable.add();
-  }
   auto paf = kj::newPromiseAndFulfiller<kj::AutoCloseFd>();
-  waiting = kj::mv(paf.fulfiller);
+  waiting.add(kj::mv(paf.fulfiller));
+  ask();
+  KJ_IF_MAYBE(exception, failure) return kj::cp(*exception);
   return paf.promise.then([this](kj::AutoCloseFd fd) -> kj::Own<kj::AsyncIoStream> {
     return wrapSocketFd(base, kj::mv(fd));
   });
+}
+
+void SupervisedRecorderSource::ask() {
+  if (asked || failure != nullptr) return;
+  bool anyWaiting = false;
+  for (auto& waiter : waiting) anyWaiting = anyWaiting || waiter->isWaiting();
+  if (!anyWaiting) return;
+  kj::byte request = supervisor::REQUEST_LINK;
+  // One byte on an idle SOCK_SEQPACKET socket: it never blocks.
+  if (::send(control, &request, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+    fail(KJ_EXCEPTION(DISCONNECTED, "the embedded recorder's supervisor has exited",
+                      strerror(errno)));
+    return;
+  }
+  asked = true;
+  readable.add();
 }
 
 void SupervisedRecorderSource::onReadable(evutil_socket_t, short, void* arg) {
@@ -114,15 +116,21 @@ void SupervisedRecorderSource::receive() {
     fail(KJ_EXCEPTION(FAILED, "the embedded recorder's supervisor sent a malformed answer"));
     return;
   }
-  KJ_IF_MAYBE(waiter, waiting) {
-    if ((*waiter)->isWaiting()) {
-      (*waiter)->fulfill(kj::mv(fds[0]));
-      waiting = nullptr;
-      return;
+  // The oldest connect() still waiting gets it; one that was dropped leaves it for the next.
+  kj::Vector<kj::Own<kj::PromiseFulfiller<kj::AutoCloseFd>>> still;
+  kj::Maybe<kj::AutoCloseFd> link = kj::mv(fds[0]);
+  for (auto& waiter : waiting) {
+    if (!waiter->isWaiting()) continue;
+    KJ_IF_MAYBE(fd, link) {
+      waiter->fulfill(kj::mv(*fd));
+      link = nullptr;
+    } else {
+      still.add(kj::mv(waiter));
     }
   }
-  waiting = nullptr;
-  unclaimed = kj::mv(fds[0]);
+  waiting = kj::mv(still);
+  unclaimed = kj::mv(link);
+  ask();
 }
 
 void SupervisedRecorderSource::fail(kj::Exception&& exception) {
@@ -131,10 +139,10 @@ void SupervisedRecorderSource::fail(kj::Exception&& exception) {
   asked = false;
   control = nullptr;
   unclaimed = nullptr;
-  KJ_IF_MAYBE(waiter, waiting) {
-    if ((*waiter)->isWaiting()) (*waiter)->reject(kj::cp(exception));
+  for (auto& waiter : waiting) {
+    if (waiter->isWaiting()) waiter->reject(kj::cp(exception));
   }
-  waiting = nullptr;
+  waiting.clear();
   failure = kj::mv(exception);
 }
 

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <kj/async-io.h>
 #include <kj/io.h>
+#include <kj/vector.h>
 
 #include "common/event-handle.h"
 #include "front/recorder-link-source.h"
@@ -32,8 +33,9 @@ public:
   ~SupervisedRecorderSource() noexcept(false);
   KJ_DISALLOW_COPY(SupervisedRecorderSource);
 
-  // One at a time. A connect() whose promise is dropped before the answer leaves that answer
-  // (a link to a fresh recorder) for the next connect().
+  // Calls that overlap are answered in order, one request to the supervisor at a time (e.g. the
+  // client reconnecting while start-up asks why the first link broke). A connect() whose promise
+  // is dropped before the answer leaves that answer (a link to a fresh recorder) for the next.
   kj::Promise<kj::Own<kj::AsyncIoStream>> connect() override;
   kj::StringPtr describe() const override;
 
@@ -43,8 +45,10 @@ public:
 
 private:
   static void onReadable(evutil_socket_t, short, void* arg);
-  // From the libevent callback: takes one answer and settles the waiting connect(). Never throws.
+  // From the libevent callback: takes one answer and settles the first waiting connect().
   void receive();
+  // Sends the request if a connect() waits for an answer and none is asked for.
+  void ask();
   void fail(kj::Exception&& exception);
 
   event_base* base;
@@ -52,7 +56,7 @@ private:
   EventHandle readable;
   bool asked = false;  // a request is sent and its answer not yet received
   bool recorderRefused = false;
-  kj::Maybe<kj::Own<kj::PromiseFulfiller<kj::AutoCloseFd>>> waiting;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<kj::AutoCloseFd>>> waiting;  // oldest first
   kj::Maybe<kj::AutoCloseFd> unclaimed;  // an answer that came after its connect() was dropped
   kj::Maybe<kj::Exception> failure;      // final: every connect() rejects with it
 };

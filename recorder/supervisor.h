@@ -27,8 +27,9 @@
 //  - It ignores SIGINT, SIGTERM and SIGHUP: its life is the front's, which drains the recording
 //    before closing the link (a service manager's SIGTERM reaches the front and the recorder).
 //
-// Exit status: 0 when the last recorder exited 0 (or none was asked for); 2 when the recorder refused its options; 1
-// otherwise (a bad command line, or a recorder that had died and was not running at the end).
+// Exit status: 0 when the last recorder exited 0 (or none was asked for); 2 when the recorder
+// refused its options; 1 otherwise (a bad command line, or a recorder that had died and was not
+// running at the end).
 #pragma once
 
 namespace tlstap {

@@ -457,5 +457,35 @@ TEST_F(SupervisedRecorderTest, AnAnswerNobodyWaitedForGoesToTheNextConnect) {
   EXPECT_TRUE(contains(text, text.size(), "through the unclaimed link"));
 }
 
+TEST_F(SupervisedRecorderTest, OverlappingConnectsAreAnsweredInOrder) {
+  TempDir dir;
+  RecordingOutputs outputs;
+  outputs.outputDir = dir.path.asPtr();
+  EmbeddedRecorder embedded;
+  KJ_IF_MAYBE(error, embedded.start(outputs)) FAIL() << error->cStr();
+  {
+    SupervisedRecorderSource source(base, embedded.takeControl());
+    kj::Maybe<kj::Own<kj::AsyncIoStream>> first, second;
+    auto one = source.connect().then([&](kj::Own<kj::AsyncIoStream> link) {
+      first = kj::mv(link);
+    }).eagerlyEvaluate(nullptr);
+    auto two = source.connect().then([&](kj::Own<kj::AsyncIoStream> link) {
+      second = kj::mv(link);
+    }).eagerlyEvaluate(nullptr);
+    ASSERT_TRUE(runUntil([&]() { return first != nullptr; }));
+    pid_t recorder = recorderOf(embedded.pid());
+    ASSERT_GT(recorder, 0);
+    // The second answer waits until the first link's recorder is done with: one recorder at a
+    // time writes the outputs.
+    loop().timer().afterDelay(300 * kj::MILLISECONDS).wait(loop().waitScope());
+    EXPECT_TRUE(second == nullptr);
+    first = nullptr;
+    ASSERT_TRUE(runUntil([&]() { return second != nullptr; }));
+    EXPECT_NE(recorderOf(embedded.pid(), recorder), -1);
+    recordFlow(kj::mv(KJ_ASSERT_NONNULL(second)), "on the second link");
+  }
+  EXPECT_EQ(embedded.wait(), 0);
+}
+
 }  // namespace
 }  // namespace tlstap
