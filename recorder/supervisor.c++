@@ -298,12 +298,12 @@ void Supervisor::onRecorderExit(int status) {
     logDebug("tlstap-recorder (pid ", pid, ") ", describeExit(status));
     return;
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 2 && started == 1) {
+    // The first recorder refused its options, and said why in the one line the user should
+    // see: the same options will not do better. A later recorder that exits 2 was given
+    // options that worked before, so what it met (a port taken meanwhile, a directory made
+    // unwritable) may pass: it is started again like one that crashed.
     refused = true;
-    // The first recorder's own line is the whole story at start-up; later, the front runs on.
-    if (started > 1) {
-      logError("tlstap-recorder (pid ", pid, ") refused its options; not starting it again");
-    }
     return;
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {

@@ -11,14 +11,16 @@
 //  - It reads nothing from the control socket but the one-byte request; anything else ends it.
 //  - It never holds a key or a password: it is a fresh exec, and the recorder's arguments hold
 //    none (they are the recording options only).
-//  - A recorder that exits abnormally (a signal, or a status other than 0 and 2) is started again
+//  - A recorder that exits abnormally (a signal, or a status other than 0) is started again
 //    without waiting for the front, after a delay: 0.1 s, doubling with each quick failure up to
 //    5 s, and back to 0.1 s once a recorder has run for 10 s.
 //  - A recorder started in place of one that died gets --restarted (after --connection-fd 3), so
 //    that with -w FILE it writes a new FILE-N instead of refusing the existing FILE.
-//  - A recorder that exits with status 2 refused its options (and said why on stderr): the same
-//    options will not do better, so it is not started again; the front's next request is answered
-//    with a refusal, which at start-up makes the front exit 2 with only the recorder's line.
+//  - A first recorder that exits with status 2 refused its options (and said why on stderr): the
+//    same options will not do better, so it is not started again; the front's next request is
+//    answered with a refusal, which at start-up makes the front exit 2 with only the recorder's
+//    line. A later one that exits 2 is started again like one that crashed: its options worked
+//    before, and what stopped it (a port taken meanwhile) may pass.
 //  - A recorder that exits 0 was told to stop (its link closed, or a signal): it is started again
 //    only when the front asks for a link.
 //  - When the front goes (the control socket closes), it closes the link it still holds, waits
