@@ -54,6 +54,25 @@ struct SpawnFileActions {
 
 }  // namespace
 
+kj::Array<kj::String> recorderEnvironment(const char* const* from) {
+  // An allow-list, not a deny-list: a password given as env:NAME (or any other secret a service
+  // manager put there) must not reach a process that never needs it, whatever its name.
+  static const kj::StringPtr NAMES[] = {"PATH"_kj, "TZ"_kj, "LANG"_kj, "LD_LIBRARY_PATH"_kj,
+                                        "ASAN_OPTIONS"_kj, "UBSAN_OPTIONS"_kj,
+                                        "LSAN_OPTIONS"_kj};
+  kj::Vector<kj::String> kept;
+  for (auto entry = from; entry != nullptr && *entry != nullptr; entry++) {
+    kj::StringPtr variable = *entry;
+    bool keep = variable.startsWith("LC_");
+    for (auto name : NAMES) {
+      keep = keep || (variable.startsWith(name) && variable.size() > name.size() &&
+                      variable[name.size()] == '=');
+    }
+    if (keep) kept.add(kj::heapString(variable));
+  }
+  return kept.releaseAsArray();
+}
+
 kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs) {
   kj::Vector<kj::String> args;
   KJ_IF_MAYBE(dir, outputs.outputDir) {
@@ -170,8 +189,12 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
   // glibc's posix_spawn is a vfork-like clone followed by exec: no copy of the front's memory,
   // which holds the keys by now, is ever made for the child.
   pid_t pid;
+  auto environment = recorderEnvironment(environ);
+  kj::Vector<char*> envp;
+  for (auto& variable : environment) envp.add(const_cast<char*>(variable.cStr()));
+  envp.add(nullptr);
   int error = posix_spawn(&pid, path.cStr(), &files.actions, &attributes.attr, argv.begin(),
-                          environ);
+                          envp.begin());
   if (error != 0) return kj::str("cannot run ", path, ": ", strerror(error));
   child = pid;
   control = kj::mv(ours);

@@ -16,8 +16,9 @@
 //     source and client destroyed: the recorder finishes its files, the supervisor exits
 //     recorder.wait();
 //
-// The supervisor is a fresh exec: it inherits none of the front's memory (keys, passwords) and
-// no fd but the control socket and stdin/stdout/stderr. Both inherit stderr, so a recorder that
+// The supervisor is a fresh exec: it inherits none of the front's memory (keys, passwords), no
+// fd but the control socket and stdin/stdout/stderr, and of the environment only what
+// recorderEnvironment() keeps. Both inherit stderr, so a recorder that
 // refuses its options (exit status 2, one line naming the option) is heard directly. They run in
 // a process group of their own, so a terminal's Ctrl-C reaches only the front, which then drains
 // the recording before the recorder is told to stop.
@@ -39,6 +40,11 @@ struct RecordingOutputs {
   uint32_t autoflushSeconds = 1;                      // --autoflush N
   bool verbose = false;                               // -v
 };
+
+// The environment of the supervisor and its recorders: from `from` (environ), only PATH, TZ,
+// LANG, LC_*, LD_LIBRARY_PATH and the sanitizers' options. The supervisor starts before the front
+// reads a password given as env:NAME, and the recorder needs none of the rest.
+kj::Array<kj::String> recorderEnvironment(const char* const* from);
 
 // The recorder's arguments after argv[0]: the outputs. The supervisor adds "--connection-fd 3".
 kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs);

@@ -73,15 +73,27 @@ TEST(EmbeddedRecorder, ArgumentsPassTheRecordingOptionsThrough) {
             "-o out --autoflush 1");
 }
 
+TEST(EmbeddedRecorder, EnvironmentKeepsOnlyWhatTheRecorderMayNeed) {
+  const char* const from[] = {"PATH=/usr/bin:/bin", "P12_PASSWORD=secret", "TZ=UTC",
+                              "LC_ALL=C.UTF-8", "LANG=C", "PATHS_ELSEWHERE=x", "HOME=/root",
+                              "LD_PRELOAD=/tmp/evil.so", "ASAN_OPTIONS=detect_leaks=0",
+                              nullptr};
+  EXPECT_EQ(kj::strArray(recorderEnvironment(from), " "),
+            "PATH=/usr/bin:/bin TZ=UTC LC_ALL=C.UTF-8 LANG=C ASAN_OPTIONS=detect_leaks=0");
+}
+
 TEST(EmbeddedRecorder, SupervisorGetsItsArgumentsAndTheControlSocketOnFd3AndNothingElse) {
   // Saves its arguments and open fds, greets on fd 3, then records what arrives until EOF.
   FakeRecorderScript fake(
       "dir=$(dirname \"$0\")\n"
       "printf '%s\\n' \"$@\" > \"$dir/args\"\n"
       "ls /proc/$$/fd > \"$dir/fds\"\n"
+      "printf '%s' \"${TLSTAP_TEST_PASSWORD-unset}\" > \"$dir/password\"\n"
       "printf ready >&3\n"
       "cat <&3 > \"$dir/got\"\n"
       "exit 0\n");
+  // A password the front reads from its environment (env:NAME), set before the child starts.
+  setenv("TLSTAP_TEST_PASSWORD", "secret", 1);
   // An fd the front forgot to mark close-on-exec (a listening socket, a key file...).
   kj::AutoCloseFd leaky(fcntl(STDERR_FILENO, F_DUPFD, 200));
   ASSERT_EQ(leaky.get(), 200);
@@ -104,7 +116,9 @@ TEST(EmbeddedRecorder, SupervisorGetsItsArgumentsAndTheControlSocketOnFd3AndNoth
   EXPECT_EQ(recorder.wait(), 0);
 
   EXPECT_EQ(fake.read("args"), "--supervise\n3\n-o\n/some/dir\n--autoflush\n1\n");
+  unsetenv("TLSTAP_TEST_PASSWORD");
   EXPECT_EQ(fake.read("got"), "bye");
+  EXPECT_EQ(fake.read("password"), "unset") << "the environment's password reached the child";
   auto fds = fake.read("fds");
   kj::Vector<kj::String> open;
   for (const char* p = fds.cStr(); *p != '\0';) {
