@@ -206,11 +206,12 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(error, checkFrontOptions(options)) exitWithUsageError(PROGRAM, *error);
   setLogVerbose(options.verbose);
 
-  // The embedded recorder's supervisor starts before any key or password is read, so that not
-  // even a copy of the front's memory could hold one; it starts the recorder only when asked,
-  // below, once the front's own start-up has succeeded. It is started here, before lock-down,
-  // because only now can the front fork, execute and make socket pairs; from then on it
-  // restarts the recorder and hands out links.
+  // The embedded recorder's supervisor starts first, before any key, password or certificate
+  // file is read or open: exec leaves none of the front's memory behind anyway, and this way no
+  // descriptor or later state of the front can reach it either. It starts the recorder only when
+  // asked, below, once the front's own start-up has succeeded. It must start before lock-down,
+  // after which the front cannot fork, execute or make socket pairs; from then on it restarts
+  // the recorder and hands out links.
   EmbeddedRecorder embedded;
   RecordingOutputs outputs;
   if (options.recorderAddress == nullptr) {
