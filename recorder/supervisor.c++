@@ -244,7 +244,7 @@ void Supervisor::readRequest() {
   }
   if (n != 1 || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
       buffer[0] != supervisor::REQUEST_LINK || requestPending) {
-    logError("unexpected message on the control socket; stopping the recorder");
+    logError("unexpected message on the control socket; ending supervision");
     endSupervision();
     return;
   }
