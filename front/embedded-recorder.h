@@ -18,9 +18,9 @@
 //
 // The supervisor is a fresh exec: it inherits none of the front's memory (keys, passwords), no
 // fd but the control socket and stdin/stdout/stderr, and of the environment only what
-// recorderEnvironment() keeps. Both inherit stderr, so a recorder that
-// refuses its options (exit status 2, one line naming the option) is heard directly. They run in
-// a process group of their own, so a terminal's Ctrl-C reaches only the front, which then drains
+// recorderEnvironment() keeps. It and its recorders inherit stderr, so a recorder that refuses
+// its options (exit status 2, one line naming the option) is heard directly. They run in a
+// process group of their own, so a terminal's Ctrl-C reaches only the front, which then drains
 // the recording before the recorder is told to stop.
 #pragma once
 
