@@ -13,9 +13,8 @@
 #include <kj/debug.h>
 #include <kj/vector.h>
 
-#include "common/fd-stream.h"
 #include "common/log.h"
-#include "front/unix-link-source.h"
+#include "common/supervisor-protocol.h"
 
 extern char** environ;
 
@@ -23,9 +22,8 @@ namespace tlstap {
 
 namespace {
 
-// The fd number the recorder is told to serve RPC on.
-constexpr int CHILD_LINK_FD = 3;
-// How long the destructor gives a recorder to finish its files before killing it.
+constexpr int CHILD_CONTROL_FD = supervisor::CONTROL_FD;
+// How long the destructor gives the supervisor (and its recorder) to finish before killing it.
 constexpr int EXIT_GRACE_MS = 5000;
 
 kj::String directoryOfThisProgram() {
@@ -56,10 +54,27 @@ struct SpawnFileActions {
 
 }  // namespace
 
+kj::Array<kj::String> recorderEnvironment(const char* const* from) {
+  // An allow-list, not a deny-list: a password given as env:NAME (or any other secret a service
+  // manager put there) must not reach a process that never needs it, whatever its name.
+  static const kj::StringPtr NAMES[] = {"PATH"_kj, "TZ"_kj, "LANG"_kj, "LD_LIBRARY_PATH"_kj,
+                                        "ASAN_OPTIONS"_kj, "UBSAN_OPTIONS"_kj,
+                                        "LSAN_OPTIONS"_kj};
+  kj::Vector<kj::String> kept;
+  for (auto entry = from; entry != nullptr && *entry != nullptr; entry++) {
+    kj::StringPtr variable = *entry;
+    bool keep = variable.startsWith("LC_");
+    for (auto name : NAMES) {
+      keep = keep || (variable.startsWith(name) && variable.size() > name.size() &&
+                      variable[name.size()] == '=');
+    }
+    if (keep) kept.add(kj::heapString(variable));
+  }
+  return kept.releaseAsArray();
+}
+
 kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs) {
   kj::Vector<kj::String> args;
-  args.add(kj::str("--connection-fd"));
-  args.add(kj::str(CHILD_LINK_FD));
   KJ_IF_MAYBE(dir, outputs.outputDir) {
     args.add(kj::str("-o"));
     args.add(kj::str(*dir));
@@ -107,36 +122,31 @@ kj::Maybe<kj::String> findRecorderBinary(kj::String& path) {
 // ---------------------------------------------------------------------------------------------
 
 EmbeddedRecorder::~EmbeddedRecorder() noexcept {
-  link = nullptr;  // the recorder exits when its link closes
+  control = nullptr;  // the supervisor ends when its control socket closes
   if (child <= 0 || reaped) return;
   for (int waited = 0; waited < EXIT_GRACE_MS; waited += 10) {
     if (checkExited() != nullptr) return;
     struct timespec pause = {0, 10 * 1000 * 1000};
     nanosleep(&pause, nullptr);
   }
-  logError("the embedded recorder (pid ", child, ") did not exit; killing it");
+  logError("the embedded recorder's supervisor (pid ", child, ") did not exit; killing it");
   kill(child, SIGKILL);
   int result;
   while (waitpid(child, &result, 0) < 0 && errno == EINTR) {}
 }
 
 kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
-  KJ_REQUIRE(child <= 0 || reaped, "the embedded recorder is still running");
-  child = -1;
-  reaped = false;
-  status = 0;
+  KJ_REQUIRE(child <= 0, "the embedded recorder was already started");
   KJ_IF_MAYBE(error, findRecorderBinary(path)) return kj::mv(*error);
 
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+  // SOCK_SEQPACKET: each request and answer arrives whole (common/supervisor-protocol.h).
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
     return kj::str("embedded recorder: socketpair: ", strerror(errno));
   }
   kj::AutoCloseFd ours(fds[0]);
   kj::AutoCloseFd theirs(fds[1]);
-  int linkBuffer = LOCAL_LINK_BUFFER_BYTES;
-  setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &linkBuffer, sizeof(linkBuffer));
-  setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &linkBuffer, sizeof(linkBuffer));
-  if (theirs.get() == CHILD_LINK_FD) {
+  if (theirs.get() == CHILD_CONTROL_FD) {
     // dup2() onto itself would keep FD_CLOEXEC on some libcs: move it out of the way first.
     int moved = fcntl(theirs, F_DUPFD_CLOEXEC, 10);
     if (moved < 0) return kj::str("embedded recorder: fcntl: ", strerror(errno));
@@ -146,14 +156,15 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
   SpawnFileActions files;
   // The copy at fd 3 is made without FD_CLOEXEC; every other fd of the front (listening sockets,
   // certificate files, the front's own end) stays behind.
-  posix_spawn_file_actions_adddup2(&files.actions, theirs, CHILD_LINK_FD);
+  posix_spawn_file_actions_adddup2(&files.actions, theirs, CHILD_CONTROL_FD);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  posix_spawn_file_actions_addclosefrom_np(&files.actions, CHILD_LINK_FD + 1);
+  posix_spawn_file_actions_addclosefrom_np(&files.actions, CHILD_CONTROL_FD + 1);
 #endif
 
   SpawnAttributes attributes;
-  // The front ignores SIGPIPE and may block signals; the recorder starts from the defaults. Its
-  // own process group keeps a terminal's Ctrl-C away from it (see the header).
+  // The front ignores SIGPIPE and may block signals; the supervisor starts from the defaults. Its
+  // own process group, which its recorders share, keeps a terminal's Ctrl-C away from them (see
+  // the header).
   sigset_t all;
   sigfillset(&all);
   sigdelset(&all, SIGKILL);
@@ -167,22 +178,31 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
                            POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
 
   auto args = recorderArguments(outputs);
+  auto controlFd = kj::str(CHILD_CONTROL_FD);
   kj::Vector<char*> argv;
   argv.add(const_cast<char*>(path.cStr()));
+  argv.add(const_cast<char*>(supervisor::MODE_OPTION));
+  argv.add(const_cast<char*>(controlFd.cStr()));
   for (auto& arg : args) argv.add(const_cast<char*>(arg.cStr()));
   argv.add(nullptr);
 
+  // glibc's posix_spawn is a vfork-like clone followed by exec: no copy of the front's memory,
+  // which holds the keys by now, is ever made for the child.
   pid_t pid;
+  auto environment = recorderEnvironment(environ);
+  kj::Vector<char*> envp;
+  for (auto& variable : environment) envp.add(const_cast<char*>(variable.cStr()));
+  envp.add(nullptr);
   int error = posix_spawn(&pid, path.cStr(), &files.actions, &attributes.attr, argv.begin(),
-                          environ);
+                          envp.begin());
   if (error != 0) return kj::str("cannot run ", path, ": ", strerror(error));
   child = pid;
-  link = kj::mv(ours);
-  logDebug("started the embedded recorder ", path, " (pid ", child, ")");
+  control = kj::mv(ours);
+  logDebug("started the embedded recorder's supervisor ", path, " (pid ", child, ")");
   return nullptr;  // `theirs` closes here: from now on only the child holds that end
 }
 
-kj::AutoCloseFd EmbeddedRecorder::takeLink() { return kj::mv(link); }
+kj::AutoCloseFd EmbeddedRecorder::takeControl() { return kj::mv(control); }
 
 int EmbeddedRecorder::wait() {
   KJ_REQUIRE(child > 0, "the embedded recorder was not started");
@@ -228,30 +248,6 @@ kj::String EmbeddedRecorder::describe(int status) {
 int EmbeddedRecorder::exitCode(int status) {
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return WEXITSTATUS(status);
-}
-
-// ---------------------------------------------------------------------------------------------
-
-EmbeddedLinkSource::EmbeddedLinkSource(event_base* base, EmbeddedRecorder& recorder,
-                                       RecordingOutputs outputs)
-    : base(base), recorder(recorder), outputs(outputs) {}
-
-kj::Promise<kj::Own<kj::AsyncIoStream>> EmbeddedLinkSource::connect() {
-  if (!recorder.hasLink()) {
-    auto exited = recorder.checkExited();
-    if (exited == nullptr) {
-      // Its link broke, so it is finishing its files and exiting: try again shortly.
-      return KJ_EXCEPTION(DISCONNECTED, kj::str("tlstap-recorder (pid ", recorder.pid(),
-                                                ") has not exited yet"));
-    }
-    if (outputs.writeFile != nullptr) {
-      return KJ_EXCEPTION(FAILED, kj::str(KJ_ASSERT_NONNULL(exited), "; not restarting it: a new "
-                                          "recorder cannot append to -w FILE (use -o DIR)"));
-    }
-    logWarning(KJ_ASSERT_NONNULL(exited), "; restarting it");
-    KJ_IF_MAYBE(error, recorder.start(outputs)) return KJ_EXCEPTION(FAILED, kj::mv(*error));
-  }
-  return wrapSocketFd(base, recorder.takeLink());
 }
 
 }  // namespace tlstap
