@@ -8,7 +8,7 @@
 #     front logs as not recorded are exactly the holes in the capture;
 #  3. a long outage with block: the downloads stall until the recorder is back, then finish, and
 #     nothing is lost;
-#  4. the embedded recorder killed: the front starts a new one and the recording goes on.
+#  4. the embedded recorder killed: its supervisor starts a new one, the front resumes on it.
 # Each prints bytes relayed (what curl got), recorded (unique bytes in the capture) and lost.
 . "$(dirname "$0")/lib.sh"
 require_tools curl nginx tshark mergecap python3
@@ -283,16 +283,20 @@ report block "$lost"
 note "block: no download finished during the 4 s outage; all finished after it"
 
 # --- 4. kill -9 of the embedded recorder -----------------------------------------------------
+# tlstap-front -> tlstap-recorder --supervise -> tlstap-recorder --connection-fd 3: the
+# supervisor starts a new recorder, and the front takes a link to it and resumes its flows.
 mkdir "$WORK/cap4"
 start_front_to "$WORK/front4.log" -o "$WORK/cap4"
-child=$(pgrep -P "$FRONT_PID" -f tlstap-recorder) || fail "embedded: no recorder child"
+supervisor=$(pgrep -P "$FRONT_PID") || fail "embedded: no supervisor"
+wait_for 10 "the first recorder" pgrep -P "$supervisor"
+child=$(pgrep -P "$supervisor")
 downloads embedded 2M
 wait_recorded "$WORK/cap4" $((15 * 1024 * 1024))
 kill -9 "$child"
 wait_downloads embedded
-new_child=$(pgrep -P "$FRONT_PID" -f tlstap-recorder) || fail "embedded: no recorder after the kill"
+new_child=$(pgrep -P "$supervisor") || fail "embedded: no recorder after the kill"
 [[ $new_child != "$child" ]] || fail "embedded: the recorder was not restarted"
-grep -q "restarting it" "$WORK/front4.log" || fail "embedded: no log line for the restart"
+grep -q "restored after" "$WORK/front4.log" || fail "embedded: the front did not log the new link"
 stop_front
 lost=$(front_lost "$WORK/front4.log")
 [[ $lost == 0 ]] || fail "embedded: the front counted $lost bytes lost"
