@@ -9,7 +9,7 @@
 
 #include "common/address.h"
 #include "common/options.h"
-#include "front/password.h"
+#include "common/password.h"
 
 namespace tlstap {
 
