@@ -33,6 +33,12 @@ struct TlsLinkOptions {
   bool given() const {
     return cert != nullptr || ca != nullptr || pins.size() > 0 || psk != nullptr;
   }
+  // The name of one option that was given, for error lines ("--link-psk").
+  kj::StringPtr optionName() const {
+    return psk != nullptr ? "--link-psk" : cert != nullptr ? "--link-cert"
+                                         : ca != nullptr   ? "--link-ca"
+                                                           : "--link-pin";
+  }
 };
 
 // Registers --link-cert, --link-ca, --link-pin and --link-psk.
