@@ -134,15 +134,40 @@ private:
   gnutls_psk_client_credentials_t credentials = nullptr;
 };
 
+// What a failed handshake means when GnuTLS's own words do not say it: the hint for a GnuTLS
+// error, or nullptr.
+using FailureHint = kj::StringPtr (*)(int code);
+
 // Starts the handshake of a set-up session and resolves with the stream once it is done.
 kj::Promise<kj::Own<kj::AsyncIoStream>> handshake(kj::Own<kj::AsyncIoStream> inner,
                                                   TlsSessionHandle session,
-                                                  kj::Maybe<TlsStream::PeerCheck> check) {
+                                                  kj::Maybe<TlsStream::PeerCheck> check,
+                                                  FailureHint hint = nullptr) {
   auto stream = kj::heap<TlsStream>(kj::mv(inner), kj::mv(session), kj::mv(check));
-  auto promise = stream->handshake();
+  auto& ref = *stream;
+  auto promise = ref.handshake();
+  if (hint != nullptr) {
+    // Runs while the continuation below, which owns the stream, still exists.
+    promise = promise.catch_([&ref, hint](kj::Exception&& exception) {
+      auto text = hint(ref.failureCode());
+      if (text.size() > 0) {
+        kj::throwFatalException(kj::Exception(
+            exception.getType(), exception.getFile(), exception.getLine(),
+            kj::str(exception.getDescription(), " (", text, ")")));
+      }
+      kj::throwFatalException(kj::mv(exception));
+    });
+  }
   return promise.then([stream = kj::mv(stream)]() mutable -> kj::Own<kj::AsyncIoStream> {
     return kj::mv(stream);
   });
+}
+
+kj::StringPtr pskServerHint(int code) {
+  // TLS 1.3 checks the PSK through the binder of the ClientHello; GnuTLS reports a binder made
+  // with another key as an illegal parameter.
+  return code == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ? "the front's --link-psk differs"
+                                                     : kj::StringPtr();
 }
 
 // --- Certificates --------------------------------------------------------------------------------
@@ -338,7 +363,8 @@ public:
         KJ_REQUIRE(gnutls_credentials_set(s, GNUTLS_CRD_PSK, serverCredentials.get()) == 0);
         gnutls_session_set_ptr(s, this);
       }
-      return handshake(kj::mv(inner), kj::mv(session), nullptr);
+      return handshake(kj::mv(inner), kj::mv(session), nullptr,
+                       role == Role::SERVER ? &pskServerHint : nullptr);
     });
   }
 

@@ -144,6 +144,7 @@ kj::Promise<ssize_t> TlsStream::tlsCall(const char* what, Call&& call) {
 }
 
 void TlsStream::throwFailure(const char* what, ssize_t rc) {
+  failure = int(rc);
   KJ_IF_MAYBE(reason, authFailure) throwTls(kj::Exception::Type::FAILED, what, *reason);
   switch (rc) {
     case GNUTLS_E_FATAL_ALERT_RECEIVED:

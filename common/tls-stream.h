@@ -55,6 +55,8 @@ public:
   kj::Promise<void> handshake();
 
   gnutls_session_t session() const { return tls.get(); }
+  // The GnuTLS error that failed the last call, 0 if none did.
+  int failureCode() const { return failure; }
 
   // For credential callbacks (e.g. an unknown PSK identity): the reason the handshake of the
   // stream owning `session` will give when it fails.
@@ -80,6 +82,7 @@ private:
   TlsSessionHandle tls;
   kj::Maybe<PeerCheck> peerCheck;
   kj::Maybe<kj::String> authFailure;
+  int failure = 0;
   bool handshakeDone = false;
   bool peerClosed = false;  // close_notify received: reads return EOF
 

@@ -178,7 +178,7 @@ refused_front() {
 refused_front "certificate from another CA" "$WORK/recorder.log" "TLS handshake: .*not trusted" \
   --recorder "$RECORDER_IP:$CERT_LINK_PORT" --link-cert "$WORK/rogue.pem+$WORK/rogue.key" \
   --link-ca "$WORK/link-ca.pem"
-refused_front "wrong pre-shared key" "$WORK/psk-recorder.log" "TLS handshake" \
+refused_front "wrong pre-shared key" "$WORK/psk-recorder.log" "TLS handshake: .*--link-psk differs" \
   --recorder "$RECORDER_IP:$PSK_LINK_PORT" --link-psk "file:$WORK/wrong.psk"
 
 # A plain TCP client sending garbage where a front's ClientHello belongs.
