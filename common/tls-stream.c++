@@ -199,11 +199,13 @@ kj::Promise<void> TlsStream::flushQueued() {
 // --- Handshake, reading, writing ---------------------------------------------------------------
 
 kj::Promise<void> TlsStream::handshake() {
-  return kj::evalNow([this]() { return tlsCall("TLS handshake", [this]() -> ssize_t { return gnutls_handshake(tls.get()); })
-      .then([this](ssize_t) {
-        handshakeDone = true;
-        return flushQueued();
-      }); });
+  return kj::evalNow([this]() {
+    return tlsCall("TLS handshake", [this]() -> ssize_t { return gnutls_handshake(tls.get()); })
+        .then([this](ssize_t) {
+          handshakeDone = true;
+          return flushQueued();
+        });
+  });
 }
 
 bool TlsStream::readableNow() {

@@ -214,10 +214,12 @@ TEST_F(TlsLinkTest, EofWithoutCloseNotifyIsADisconnect) {
   auto& s = *KJ_ASSERT_NONNULL(pair.server);
   pair.client = nullptr;  // the socket closes without close_notify (a front killed)
   kj::byte buffer[16];
-  auto exception = kj::runCatchingExceptions([&]() { s.tryRead(buffer, 1, 16).wait(io.waitScope); });
+  auto exception =
+      kj::runCatchingExceptions([&]() { s.tryRead(buffer, 1, 16).wait(io.waitScope); });
   auto& e = KJ_ASSERT_NONNULL(exception);
   EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED);
-  EXPECT_TRUE(strstr(e.getDescription().cStr(), "without close_notify")) << e.getDescription().cStr();
+  EXPECT_TRUE(strstr(e.getDescription().cStr(), "without close_notify"))
+      << e.getDescription().cStr();
 }
 
 TEST_F(TlsLinkTest, PskMismatchIsRefusedOnBothSides) {

@@ -110,7 +110,8 @@ TEST_F(TlsLinkSourceTest, ConnectsAndAuthenticatesWithARecorder) {
     accepted = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   }
   ASSERT_GE(accepted, 0);
-  auto serving = server->wrap(wrapSocketFd(base, kj::AutoCloseFd(accepted))).eagerlyEvaluate(nullptr);
+  auto serving =
+      server->wrap(wrapSocketFd(base, kj::AutoCloseFd(accepted))).eagerlyEvaluate(nullptr);
   auto front = connecting.wait(kj.waitScope());
   auto recorder = serving.wait(kj.waitScope());
 

@@ -77,12 +77,12 @@ cd - > /dev/null
 
 # --- the analysis host: one recorder with certificates, one with a PSK ------------------------
 mkdir "$WORK/psk-captures"
-spawn "$WORK/recorder.log" ip netns exec "$NS_RECORDER" "$RECORDER" --listen "$RECORDER_IP:$CERT_LINK_PORT" \
-  --link-cert "$WORK/recorder.pem+$WORK/recorder.key" --link-ca "$WORK/link-ca.pem" \
-  -o "$WORK/captures"
+spawn "$WORK/recorder.log" ip netns exec "$NS_RECORDER" "$RECORDER" \
+  --listen "$RECORDER_IP:$CERT_LINK_PORT" --link-cert "$WORK/recorder.pem+$WORK/recorder.key" \
+  --link-ca "$WORK/link-ca.pem" -o "$WORK/captures"
 CERT_RECORDER_PID=$SPAWNED_PID
-spawn "$WORK/psk-recorder.log" ip netns exec "$NS_RECORDER" "$RECORDER" --listen "$RECORDER_IP:$PSK_LINK_PORT" \
-  --link-psk "file:$WORK/link.psk" -o "$WORK/psk-captures"
+spawn "$WORK/psk-recorder.log" ip netns exec "$NS_RECORDER" "$RECORDER" \
+  --listen "$RECORDER_IP:$PSK_LINK_PORT" --link-psk "file:$WORK/link.psk" -o "$WORK/psk-captures"
 PSK_RECORDER_PID=$SPAWNED_PID
 wait_for 10 "the recorders" listening_in "$NS_RECORDER" "$CERT_LINK_PORT"
 wait_for 10 "the recorders" listening_in "$NS_RECORDER" "$PSK_LINK_PORT"
@@ -112,7 +112,8 @@ spawn "$WORK/front.log" ip netns exec "$NS_FRONT" "$FRONT" "${SITE[@]}" \
 FRONT_PID=$SPAWNED_PID
 wait_for 15 "tlstap-front" listening_in "$NS_FRONT" "$FRONT_PORT"
 grep -q "front connected: $RECORDER_IP:$CERT_LINK_PORT from $FRONT_IP:[0-9]* (TLS, certificates" \
-  "$WORK/recorder.log" || fail "the recorder did not log the authenticated front: $(cat "$WORK/recorder.log")"
+  "$WORK/recorder.log" ||
+  fail "the recorder did not log the authenticated front: $(cat "$WORK/recorder.log")"
 
 # clients PORT COUNT EXPECTED: COUNT TLS connections, each sending a body of its own size and
 # reading its echo; EXPECTED gets one check_flows line per connection.
@@ -170,7 +171,8 @@ refused_front() {
   before=$(count_lines "$log" "$refusal")
   timeout 20 ip netns exec "$NS_FRONT" "$FRONT" "${SITE[@]}" -p "127.0.0.1,9443,80,$BACKEND_PORT" \
     "$@" > "$WORK/refused.out" 2> "$WORK/refused.err" || status=$?
-  [[ $status == 2 ]] || fail "$what: front exit status $status, expected 2 ($(cat "$WORK/refused.err"))"
+  [[ $status == 2 ]] ||
+    fail "$what: front exit status $status, expected 2 ($(cat "$WORK/refused.err"))"
   wait_for 5 "$what: the recorder's refusal line" more_lines "$log" "$refusal" "$before"
   echo "ok: $what: $(tail -n 1 "$WORK/refused.err")"
 }
@@ -178,8 +180,9 @@ refused_front() {
 refused_front "certificate from another CA" "$WORK/recorder.log" "TLS handshake: .*not trusted" \
   --recorder "$RECORDER_IP:$CERT_LINK_PORT" --link-cert "$WORK/rogue.pem+$WORK/rogue.key" \
   --link-ca "$WORK/link-ca.pem"
-refused_front "wrong pre-shared key" "$WORK/psk-recorder.log" "TLS handshake: .*--link-psk differs" \
-  --recorder "$RECORDER_IP:$PSK_LINK_PORT" --link-psk "file:$WORK/wrong.psk"
+refused_front "wrong pre-shared key" "$WORK/psk-recorder.log" \
+  "TLS handshake: .*--link-psk differs" --recorder "$RECORDER_IP:$PSK_LINK_PORT" \
+  --link-psk "file:$WORK/wrong.psk"
 
 # A plain TCP client sending garbage where a front's ClientHello belongs.
 refusal="front refused: .* from $FRONT_IP:[0-9]+: TLS handshake: not a TLS"
