@@ -24,6 +24,7 @@
 #include "front/listener.h"
 #include "front/recorder-client.h"
 #include "front/supervised-recorder-source.h"
+#include "front/tls-link-source.h"
 #include "front/unix-link-source.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
@@ -125,18 +126,22 @@ private:
   }
 };
 
-// Where the links to an external recorder (--recorder) come from. Exits 2 for an address it
-// cannot use.
-kj::Own<RecorderLinkSource> externalRecorder(event_base* base, kj::StringPtr address) {
+// Where the links to an external recorder (--recorder) come from: a unix socket, or a recorder
+// on another host over TLS. Exits 2 for an address or link option it cannot use.
+kj::Own<RecorderLinkSource> externalRecorder(KjOnLibevent& kj, const FrontOptions& options) {
+  auto& address = KJ_ASSERT_NONNULL(options.recorderAddress);
   if (!address.startsWith("unix:")) {
-    exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": only unix:/path is supported "
-                                        "yet (the TLS link to a remote recorder is not)"));
+    kj::Own<TlsLinkSource> tcp;
+    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link, tcp)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    return kj::mv(tcp);
   }
   SocketAddress target;
   KJ_IF_MAYBE(error, parseListenAddress(address, target)) {
     exitWithUsageError(PROGRAM, kj::str("--recorder: ", *error));
   }
-  return kj::heap<UnixLinkSource>(base, target, kj::str(address));
+  return kj::heap<UnixLinkSource>(kj.base(), target, kj::str(address));
 }
 
 // Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
@@ -267,9 +272,8 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   RecorderLimits limits;
   limits.whenDown = options.recorderDown;
-  KJ_IF_MAYBE(address, options.recorderAddress) {
-    auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(base.get(), *address),
-                                           limits);
+  if (options.recorderAddress != nullptr) {
+    auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(kj, options), limits);
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {
