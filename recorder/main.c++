@@ -8,6 +8,7 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
 #include "recorder/pcap-writer.h"
@@ -31,23 +32,46 @@ public:
 
 // The outputs chosen on the command line, behind one PacketSink.
 struct Outputs {
-  kj::Maybe<kj::Own<RotatingPcapWriter>> rotating;
-  kj::Maybe<kj::Own<SinglePcapWriter>> single;
+  kj::Maybe<kj::Own<PcapWriter>> file;  // -o DIR or -w FILE
   kj::Maybe<kj::Own<PcapOverIp>> pcapOverIp;
   FanOutSink fanOut;
 
   void flush() {
-    KJ_IF_MAYBE(writer, rotating) {
-      (*writer)->rotateIfDue();
-      (*writer)->flush();
-    }
-    KJ_IF_MAYBE(writer, single) (*writer)->flush();
+    KJ_IF_MAYBE(writer, file) (*writer)->flush();
+  }
+  void tick() {
+    KJ_IF_MAYBE(writer, file) (*writer)->tick();
   }
   void close() {
-    KJ_IF_MAYBE(writer, rotating) (*writer)->close();
-    KJ_IF_MAYBE(writer, single) (*writer)->close();
+    KJ_IF_MAYBE(writer, file) (*writer)->close();
   }
 };
+
+// The counters line (common/stats.h).
+void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
+  PcapWriterCounters files;
+  KJ_IF_MAYBE(writer, outputs.file) files = (*writer)->counters();
+  uint64_t consumers = 0, dropped = 0;
+  KJ_IF_MAYBE(hub, outputs.pcapOverIp) {
+    consumers = (*hub)->consumerCount();
+    dropped = (*hub)->droppedCount();
+  }
+  StatsField fields[] = {
+      {"flows_open", counters.flowsOpen},
+      {"flows_total", counters.flowsTotal},
+      {"flows_broken", counters.flowsBroken},
+      {"payload_bytes_closed_flows", counters.payloadBytes},
+      {"bytes_recorded", files.bytesWritten},
+      {"packets_written", files.packetsWritten},
+      {"packets_lost", files.packetsLost},
+      {"bytes_lost", files.bytesLost},
+      {"pcapoverip_consumers", consumers},
+      {"pcapoverip_dropped", dropped},
+      {"files_written", files.filesWritten},
+      {"files_deleted", files.filesDeleted},
+  };
+  logInfo(formatStats(fields));
+}
 
 kj::AutoCloseFd bindOrExit(kj::StringPtr option, const SocketAddress& address) {
   kj::AutoCloseFd fd;
@@ -67,18 +91,19 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clo
                                       Outputs& outputs) {
   KJ_IF_MAYBE(dir, options.outputDir) {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<RotatingPcapWriter>(*dir, clock);
+      RetentionPolicy retention{options.retainHours, options.maxBytes};
+      auto writer = kj::heap<RotatingPcapWriter>(*dir, clock, retention);
       outputs.fanOut.add(*writer);
-      outputs.rotating = kj::mv(writer);
+      outputs.file = kj::mv(writer);
     })) {
       return kj::str("-o: ", exception->getDescription());
     }
   }
   KJ_IF_MAYBE(path, options.writeFile) {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<SinglePcapWriter>(*path);
+      auto writer = kj::heap<SinglePcapWriter>(*path, clock);
       outputs.fanOut.add(*writer);
-      outputs.single = kj::mv(writer);
+      outputs.file = kj::mv(writer);
     })) {
       return kj::str("-w: ", exception->getDescription());
     }
@@ -101,6 +126,21 @@ kj::Promise<void> flushPeriodically(kj::Timer& timer, Outputs& outputs, uint32_t
   });
 }
 
+// Every second: rotation on the hour, the retry after a write error, retention.
+kj::Promise<void> tickEverySecond(kj::Timer& timer, Outputs& outputs) {
+  return timer.afterDelay(1 * kj::SECONDS).then([&timer, &outputs]() {
+    outputs.tick();
+    return tickEverySecond(timer, outputs);
+  });
+}
+
+kj::Promise<void> reportOnSignal(kj::UnixEventPort& port, kj::Function<void()>& report) {
+  return port.onSignal(SIGUSR1).then([&port, &report](siginfo_t) {
+    report();
+    return reportOnSignal(port, report);
+  });
+}
+
 int run(int argc, char** argv) {
   setLogProgram(PROGRAM);
   RecorderOptions options;
@@ -114,6 +154,7 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGUSR1);
   auto io = kj::setupAsyncIo();
   auto& timer = io.provider->getTimer();
   TaskErrorLogger errorLogger;
@@ -169,6 +210,13 @@ int run(int argc, char** argv) {
     stop = stop.exclusiveJoin(link.addBranch());
     embeddedLink = kj::mv(link);
   }
+  kj::Function<void()> report = [&counters, &outputs]() { logCounters(counters, outputs); };
+  auto reporting = reportOnSignal(io.unixEventPort, report)
+                       .exclusiveJoin(reportPeriodically(timer, options.statsIntervalSeconds,
+                                                         report))
+                       .eagerlyEvaluate(nullptr);
+  // Runs through the shutdown below too: a full disk may free up while fronts drain.
+  auto ticking = tickEverySecond(timer, outputs).eagerlyEvaluate(nullptr);
   stop.exclusiveJoin(flushPeriodically(timer, outputs, options.autoflushSeconds))
       .wait(io.waitScope);
 
@@ -182,6 +230,7 @@ int run(int argc, char** argv) {
       .wait(io.waitScope);
   KJ_IF_MAYBE(hub, outputs.pcapOverIp) (*hub)->drain(CONSUMER_GRACE).wait(io.waitScope);
   outputs.close();
+  report();
   logInfo(counters.flowsTotal, " flows recorded, ", counters.flowsBroken,
           " refused or ended for breaking the contract");
   return 0;
