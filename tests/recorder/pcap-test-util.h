@@ -99,4 +99,8 @@ inline kj::ArrayPtr<const kj::byte> view(const std::vector<kj::byte>& v) {
   return kj::arrayPtr(v.data(), v.size());
 }
 
+inline std::string current(const RotatingPcapWriter& writer) {
+  return writer.currentFileName().cStr();
+}
+
 }  // namespace tlstap

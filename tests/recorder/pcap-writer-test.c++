@@ -27,7 +27,6 @@
 namespace tlstap {
 namespace {
 
-std::string current(const RotatingPcapWriter& writer) { return writer.currentFileName().cStr(); }
 
 std::string describe(kj::Function<void()> f) {
   try {
