@@ -36,6 +36,8 @@ public:
   void start();
   // Shutdown: closes now; a relayed connection is recorded as closed in order. Never throws.
   void stop();
+  // Plaintext relayed from `side` so far (0 before relaying).
+  uint64_t bytesFrom(Side side) const;
 
 private:
   enum class Stage { PEEKING, CONNECTING, HANDSHAKING, RELAYING, DONE };

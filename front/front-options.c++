@@ -257,6 +257,25 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
                    [o](kj::StringPtr value) {
     return setNumber(o->autoflushSeconds, value, 1, 3600, "a number of seconds");
   });
+  parser.addOption("retain-hours", 0, "N",
+                   "with -o: delete capture files last written more than N hours ago",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    KJ_IF_MAYBE(hours, parseUnsigned(value, 1, 24 * 365 * 100)) {
+      o->retainHours = *hours;
+      return nullptr;
+    }
+    return kj::str("'", value, "' is not a number of hours (1-876000)");
+  });
+  parser.addOption("max-bytes", 0, "SIZE",
+                   "with -o: delete the oldest capture files to keep their total within SIZE "
+                   "(K, M, G, T suffixes)",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    KJ_IF_MAYBE(bytes, parseByteSize(value)) {
+      o->maxBytes = *bytes;
+      return nullptr;
+    }
+    return kj::str("'", value, "' is not a size (e.g. 500M, 20G, 2T)");
+  });
   parser.addOption("recorder", 0, "ADDR",
                    "ship flows to an external tlstap-recorder: unix:/path or HOST:PORT (TLS)",
                    [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
@@ -325,6 +344,7 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
                    [o](kj::StringPtr value) {
     return setNumber(o->threads, value, 1, 1024, "a number of threads");
   });
+  addStatsIntervalOption(parser, o->statsIntervalSeconds);
   parser.addOption("user", 0, "USER", "run as USER after start-up",
                    [o](kj::StringPtr value) { return setOnce(o->user, value); });
   addConfigOption(parser);
@@ -354,6 +374,10 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
       return kj::str("--recorder: -o, -w, --pcapoverip and --pcapoveripconnect belong on the "
                      "external recorder's command line, not here");
     }
+    if (options.retainHours > 0 || options.maxBytes > 0) {
+      return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",
+                     ": belongs on the external recorder's command line, not here");
+    }
     if (options.linkPsk != nullptr && recorder->startsWith("unix:")) {
       return kj::str("--link-psk: only for a TCP --recorder (a unix socket is checked with "
                      "SO_PEERCRED)");
@@ -364,6 +388,10 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
                      "--pcapoveripconnect or --recorder ADDR");
     }
     if (options.linkPsk != nullptr) return kj::str("--link-psk: needs --recorder HOST:PORT");
+    if (options.outputDir == nullptr && (options.retainHours > 0 || options.maxBytes > 0)) {
+      return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",
+                     ": needs -o DIR (only rotated files are deleted)");
+    }
   }
 
   // Backends.

@@ -9,6 +9,7 @@
 
 #include "common/address.h"
 #include "common/options.h"
+#include "common/stats.h"
 #include "front/password.h"
 
 namespace tlstap {
@@ -47,6 +48,8 @@ struct FrontOptions {
   kj::Vector<kj::String> pcapOverIp;         // --pcapoverip [IP:]PORT, checked
   kj::Vector<kj::String> pcapOverIpConnect;  // --pcapoveripconnect HOST:PORT, checked
   uint32_t autoflushSeconds = 1;
+  uint64_t retainHours = 0;  // --retain-hours N, passed to the embedded recorder
+  uint64_t maxBytes = 0;     // --max-bytes SIZE, passed to the embedded recorder
   RecorderDown recorderDown = RecorderDown::BLOCK;  // --recorder-down block|pass
 
   bool verbose = false;
@@ -54,6 +57,7 @@ struct FrontOptions {
   uint32_t handshakeTimeoutSeconds = 10;  // --handshake-timeout S
   uint32_t idleTimeoutSeconds = 300;      // --idle-timeout S
   uint32_t threads = defaultThreadCount();  // --threads N
+  uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval, both logs
 
   // Re-encryption, certificate forging and sandbox: parsed and stored for the issues that
   // implement them; checkFrontOptions() refuses the ones not implemented yet.

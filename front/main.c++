@@ -16,6 +16,7 @@
 #include "common/fd-stream.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/stats.h"
 #include "front/backend-connector.h"
 #include "front/cert-store.h"
 #include "front/embedded-recorder.h"
@@ -119,6 +120,54 @@ private:
     } else {
       event_base_loopexit(base, nullptr);
     }
+  }
+};
+
+// The counters line (common/stats.h), every --stats-interval seconds and on SIGUSR1. SIGUSR1 is
+// passed on to the embedded recorder (in its own process group, so it would not get it), so one
+// signal gives both programs' lines.
+class CountersLog {
+public:
+  CountersLog(KjOnLibevent& kj, Worker& worker, kj::Maybe<RecorderClient&> recorder,
+              pid_t embeddedRecorder, uint32_t seconds)
+      : worker(worker), recorder(recorder), embeddedRecorder(embeddedRecorder),
+        usr1(kj.base(), SIGUSR1, EV_SIGNAL | EV_PERSIST, &CountersLog::onSignal, this),
+        periodic(reportPeriodically(kj.timer(), seconds, report).eagerlyEvaluate(nullptr)) {
+    usr1.add();
+  }
+
+  void log() {
+    auto connections = worker.liveCounters();
+    RecorderCounters recording;
+    KJ_IF_MAYBE(client, recorder) recording = client->counters();
+    StatsField fields[] = {
+        {"connections_accepted", connections.accepted},
+        {"connections_open", worker.size()},
+        {"connections_refused", connections.refused},
+        {"flows_open", connections.relaying},
+        {"bytes_client_to_server", connections.bytesFromClient},
+        {"bytes_server_to_client", connections.bytesFromServer},
+        {"bytes_recorded", recording.bytesSent},
+        {"bytes_waiting", recording.bytesWaiting},
+        {"bytes_lost", recording.bytesLost},
+    };
+    logInfo(formatStats(fields));
+  }
+
+private:
+  Worker& worker;
+  kj::Maybe<RecorderClient&> recorder;
+  pid_t embeddedRecorder;
+  EventHandle usr1;
+  kj::Function<void()> report = [this]() { log(); };
+  kj::Promise<void> periodic;
+
+  static void onSignal(evutil_socket_t, short, void* arg) {
+    auto& self = *reinterpret_cast<CountersLog*>(arg);
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { self.log(); })) {
+      logError("counters: ", exception->getDescription());
+    }
+    if (self.embeddedRecorder > 0) kill(self.embeddedRecorder, SIGUSR1);
   }
 };
 
@@ -226,6 +275,9 @@ int run(int argc, char** argv) {
     outputs.pcapOverIp = options.pcapOverIp.asPtr();
     outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
     outputs.autoflushSeconds = options.autoflushSeconds;
+    outputs.retainHours = options.retainHours;
+    outputs.maxBytes = options.maxBytes;
+    outputs.statsIntervalSeconds = options.statsIntervalSeconds;
     outputs.verbose = options.verbose;
     KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
     auto client = kj::heap<RecorderClient>(wrapSocketFd(base.get(), embedded.takeLink()));
@@ -246,6 +298,8 @@ int run(int argc, char** argv) {
   Worker worker(base.get(), context, recorder, options.maxConnections);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
+  CountersLog countersLog(kj, worker, recorderRef, embedded.pid(),
+                          options.statsIntervalSeconds);
   acceptor.start();
   logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
   if (options.threads > 1) {
@@ -259,6 +313,7 @@ int run(int argc, char** argv) {
   }
   int status = shutdown.status();
   shutdown.abandonDrain();
+  countersLog.log();
   if (embedded.pid() > 0) {
     // The drained link is closed: the recorder finishes its files and exits.
     recorderClient = nullptr;

@@ -26,6 +26,7 @@ Worker::~Worker() noexcept(false) {
 }
 
 void Worker::accept(kj::AutoCloseFd fd, const SocketAddress& peer, Route route) {
+  connectionCounters.accepted++;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
     auto connection = kj::heap<Connection>(*this, kj::mv(fd), peer, route);
     auto& ref = *connection;
@@ -53,6 +54,15 @@ void Worker::reap(evutil_socket_t, short, void* self) {
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { worker.retired.clear(); })) {
     logError("freeing closed connections: ", exception->getDescription());
   }
+}
+
+ConnectionCounters Worker::liveCounters() const {
+  ConnectionCounters total = connectionCounters;
+  for (auto& entry : connections) {
+    total.bytesFromClient += entry.first->bytesFrom(Side::CLIENT);
+    total.bytesFromServer += entry.first->bytesFrom(Side::SERVER);
+  }
+  return total;
 }
 
 void Worker::closeAll() {

@@ -38,6 +38,15 @@ struct Route {
   uint16_t forwardPort;
 };
 
+// What the connections of one worker have done (the front's counters line).
+struct ConnectionCounters {
+  uint64_t accepted = 0;
+  uint64_t refused = 0;   // closed before relaying began (ClientHello, handshake, backend, timeout)
+  uint64_t relaying = 0;  // relaying now; each has one recorded flow
+  uint64_t bytesFromClient = 0;  // relayed client -> backend, by connections that have closed
+  uint64_t bytesFromServer = 0;  // relayed backend -> client, by connections that have closed
+};
+
 class Worker {
 public:
   Worker(event_base* base, const FrontContext& context, kj::Maybe<FlowRecorder&> recorder,
@@ -67,6 +76,10 @@ public:
   // Shutdown: ends every connection now (recorded as an orderly close).
   void closeAll();
 
+  // Counted by the connections themselves. liveCounters() adds the bytes of open connections.
+  ConnectionCounters& counters() { return connectionCounters; }
+  ConnectionCounters liveCounters() const;
+
 private:
   event_base* eventBase;
   const FrontContext& frontContext;
@@ -77,6 +90,7 @@ private:
   kj::Vector<kj::Own<Connection>> retired;
   EventHandle reaper;
   kj::Maybe<kj::Function<void()>> onRoom;
+  ConnectionCounters connectionCounters;
 
   static void reap(evutil_socket_t, short, void* self);
 };
