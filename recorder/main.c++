@@ -152,6 +152,9 @@ int run(int argc, char** argv) {
 
   // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // KJ reserves SIGUSR1 for waking its loop from other threads (the recorder has none); SIGUSR1
+  // asks for the counters line, as for tlstap-front.
+  kj::UnixEventPort::setReservedSignal(SIGRTMIN);
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGUSR1);

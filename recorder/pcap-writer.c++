@@ -249,26 +249,27 @@ void PcapWriter::recovered() {
 }
 
 void PcapWriter::release() {
-  size_t kept = 0;
-  for (auto& waiter : waiters) {
-    if (waiter.seq <= writtenSeq) {
-      waiter.fulfiller->fulfill();
-    } else {
-      waiters[kept++] = kj::mv(waiter);
-    }
+  // Waiters are in the order of their sequence numbers: release a prefix.
+  size_t done = 0;
+  while (done < waiters.size() && waiters[done].seq <= writtenSeq) {
+    waiters[done++].fulfiller->fulfill();
   }
-  waiters.resize(kept);
+  if (done == 0) return;
+  for (size_t i = done; i < waiters.size(); i++) waiters[i - done] = kj::mv(waiters[i]);
+  waiters.resize(waiters.size() - done);
 }
 
 kj::Promise<void> PcapWriter::whenWritten() {
   if (writtenSeq >= appendedSeq || closed) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   waiters.add(Waiter{appendedSeq, kj::mv(paf.fulfiller)});
-  if (scheduled == nullptr && failure == nullptr) {
-    // At the end of this turn: every data call that arrived with it shares one write-out.
+  if (!writeOutScheduled && failure == nullptr) {
+    // At the end of this turn: every data call that arrived with it shares one write-out. (The
+    // promise is replaced the next time, never from inside its own callback.)
+    writeOutScheduled = true;
     scheduled = kj::evalLater([this]() {
-                  scheduled = nullptr;
-                  if (failure == nullptr) writeOut(clock.nowUs());
+                  writeOutScheduled = false;
+                  if (failure == nullptr && !closed) writeOut(clock.nowUs());
                 }).eagerlyEvaluate([](kj::Exception&& e) {
       logError("writing the capture: ", e.getDescription());
     });
@@ -320,7 +321,6 @@ void PcapWriter::close() {
   if (stats.packetsLost > 0) logError(stats.packetsLost, " packets could not be recorded");
   writtenSeq = appendedSeq;
   release();
-  scheduled = nullptr;
   dropFile();
 }
 

@@ -132,6 +132,7 @@ private:
   };
   kj::Vector<Waiter> waiters;
   kj::Maybe<kj::Promise<void>> scheduled;  // a write-out at the end of this event-loop turn
+  bool writeOutScheduled = false;
 
   struct Failure {
     int64_t sinceUs;

@@ -104,6 +104,31 @@ TEST(SinglePcapWriter, FlushMakesPacketsVisibleWhileOpen) {
   EXPECT_EQ(live.packets.size(), 2u);
 }
 
+// The recorder acknowledges data once whenWritten() resolves: by then the packets are in the
+// file, and many calls in one event-loop turn share one write-out.
+TEST(SinglePcapWriter, WhenWrittenResolvesOnceThePacketsAreInTheFile) {
+  kj::EventLoop loop;
+  kj::WaitScope waitScope(loop);
+  TempDir dir;
+  std::string path = dir.file("acked.pcap");
+  SinglePcapWriter writer(path.c_str(), wallClock);
+  EXPECT_TRUE(writer.whenWritten().poll(waitScope));  // nothing to wait for
+  for (int round = 0; round < 3; round++) {
+    std::vector<kj::Promise<void>> acks;
+    for (int i = 0; i < 5; i++) {
+      writer.writePacket(T_140512 + round * 10 + i, view(frameOf(200, i)));
+      acks.push_back(writer.whenWritten());
+    }
+    EXPECT_EQ(readPcap(path).packets.size(), size_t(round * 5));  // not yet: still buffered
+    for (auto& ack : acks) ack.wait(waitScope);
+    auto pcap = readPcap(path);
+    EXPECT_EQ(pcap.error, "");
+    EXPECT_EQ(pcap.packets.size(), size_t(round * 5 + 5));
+  }
+  EXPECT_EQ(writer.counters().packetsWritten, 15u);
+  EXPECT_EQ(writer.counters().bytesWritten, 24u + 15 * (16 + 200));
+}
+
 TEST(SinglePcapWriter, NeverOverwritesAnExistingFile) {
   TempDir dir;
   std::string path = dir.file("again.pcap");
