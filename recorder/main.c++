@@ -152,6 +152,9 @@ int run(int argc, char** argv) {
 
   // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // A file size limit (ulimit -f) must fail the write with EFBIG, which the writer handles like a
+  // full disk, rather than kill the process.
+  signal(SIGXFSZ, SIG_IGN);
   // KJ reserves SIGUSR1 for waking its loop from other threads (the recorder has none); SIGUSR1
   // asks for the counters line, as for tlstap-front.
   kj::UnixEventPort::setReservedSignal(SIGRTMIN);
