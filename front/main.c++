@@ -18,6 +18,7 @@
 #include "common/options.h"
 #include "common/stats.h"
 #include "front/backend-connector.h"
+#include "front/backend-tls.h"
 #include "front/cert-store.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
@@ -31,7 +32,7 @@ namespace {
 
 constexpr const char* PROGRAM = "tlstap-front";
 constexpr const char* SYNOPSIS =
-    "--terminate --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "[--terminate] --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
     "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
 
 // One event_base, freed on exit.
@@ -246,6 +247,19 @@ int run(int argc, char** argv) {
     exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
   }
 
+  // Re-encrypting: the backend's trust anchors are read now, before the sandbox, once for every
+  // connection.
+  BackendTlsConfig backendTlsConfig;
+  kj::Maybe<const BackendTlsConfig&> backendTls;
+  if (!options.terminate) {
+    kj::Maybe<kj::StringPtr> caFile;
+    KJ_IF_MAYBE(file, options.backendCa) caFile = kj::StringPtr(*file);
+    KJ_IF_MAYBE(error, backendTlsConfig.init(caFile, options.insecure)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    backendTls = backendTlsConfig;
+  }
+
   kj::Maybe<kj::Own<TlsServerConfig>> tlsConfig;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
     tlsConfig = kj::heap<TlsServerConfig>();
@@ -293,15 +307,25 @@ int run(int argc, char** argv) {
 
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
-  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
-                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost, connectHost,
+                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
   Worker worker(base.get(), context, recorder, options.maxConnections);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   CountersLog countersLog(kj, worker, recorderRef, embedded.pid(),
                           options.statsIntervalSeconds);
   acceptor.start();
-  logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
+  if (options.terminate) {
+    logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding plaintext to ",
+            connectHost);
+  } else {
+    logInfo("terminating TLS on ", options.ports.size(), " port(s), re-encrypting to ",
+            connectHost);
+    if (options.insecure) {
+      logWarning("--insecure: backend certificates are not verified; whoever sits between this "
+                 "host and the backend can read and change the traffic");
+    }
+  }
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.
     logDebug("--threads ", options.threads, ": one event loop for now");
