@@ -33,6 +33,7 @@ void Worker::accept(kj::AutoCloseFd fd, const SocketAddress& peer, Route route) 
     connections.emplace(&ref, kj::mv(connection));
     ref.start();
   })) {
+    connectionCounters.refused++;
     logError("client ", peer.toString(), ": ", exception->getDescription());
   }
 }
