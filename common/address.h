@@ -16,6 +16,8 @@ struct SocketAddress {
   const struct sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
   uint16_t port() const;
   bool isLoopback() const;
+  // 0.0.0.0 or :: (which connect() takes for this machine).
+  bool isUnspecified() const;
   // "127.0.0.1:80", "[::1]:80" or "unix:/path".
   kj::String toString() const;
 
@@ -31,6 +33,9 @@ kj::Maybe<kj::String> parseOptionalIpPort(kj::StringPtr text, kj::StringPtr defa
 
 // "unix:/path" or "IP:PORT".
 kj::Maybe<kj::String> parseListenAddress(kj::StringPtr text, SocketAddress& out);
+
+// Splits "HOST:PORT" or "[IPv6]:PORT" into the host (without brackets) and the port text.
+kj::Maybe<kj::String> splitHostPort(kj::StringPtr text, kj::String& host, kj::String& port);
 
 // "HOST:PORT" where HOST is a numeric address or a name resolved now (getaddrinfo).
 kj::Maybe<kj::String> resolveHostPort(kj::StringPtr text, SocketAddress& out);
