@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The counters line: after a known transfer (curl through the front to nginx), SIGUSR1 to the
-# front logs its line and its embedded recorder's, with the bytes curl sent and got each way,
+# front and to its embedded recorder logs their lines, with the bytes curl sent and got each way,
 # one connection accepted and one refused (a client that is not TLS), and nothing lost;
 # --stats-interval logs it periodically; a bad value is refused at start-up.
 . "$(dirname "$0")/lib.sh"
@@ -35,8 +35,11 @@ s.recv(100)' "$FRONT_PORT" 2> /dev/null || true
 stats_line() {
   grep "$1: info: stats:" "$WORK/front.log" | tail -n 1
 }
+supervisor=$(pgrep -P "$FRONT_PID" | head -n 1)
+recorder_pid=$(pgrep -P "$supervisor" | head -n 1)
+[[ -n $recorder_pid ]] || fail "no embedded recorder process found"
 settled() {
-  kill -USR1 "$FRONT_PID"
+  kill -USR1 "$FRONT_PID" "$recorder_pid"
   sleep 0.3
   [[ $(stats_line tlstap-front) == *" connections_open=0 "* ]]
 }

@@ -96,8 +96,12 @@ wait_for 10 "writing to resume" grep -q "writing again after .* no packet was lo
   "$WORK/front.log"
 clients 2 100000 "$WORK/expected"
 
-# Counters, from both programs, on one SIGUSR1 to the front.
-kill -USR1 "$FRONT_PID"
+# Counters, from both programs, on a SIGUSR1 to each (the recorder runs under its supervisor, a
+# child of the front).
+supervisor=$(pgrep -P "$FRONT_PID" | head -n 1)
+recorder=$(pgrep -P "$supervisor" | head -n 1)
+[[ -n $recorder ]] || fail "no embedded recorder process found"
+kill -USR1 "$FRONT_PID" "$recorder"
 wait_for 10 "both counters lines" bash -c \
   "grep -q 'tlstap-front: info: stats:' '$WORK/front.log' &&
    grep -q 'tlstap-recorder: info: stats:' '$WORK/front.log'"
