@@ -17,6 +17,7 @@
 #include <kj/string.h>
 
 #include "common/address.h"
+#include "front/cert-forge.h"
 #include "front/client-hello.h"
 #include "common/event-handle.h"
 #include "front/flow-recorder.h"
@@ -50,6 +51,8 @@ private:
   size_t peekedBytes = 0;  // what the last peek saw, to tell new bytes from an EOF
   ClientHelloInfo hello;
   gnutls_certificate_credentials_t credentials = nullptr;
+  // Keeps a forged certificate alive while the session uses it (the cache may drop it).
+  kj::Maybe<kj::Own<ForgedCredentials>> forgedCredentials;
   kj::StringPtr alpnOffer;
   SocketAddress backendAddress;
   uint64_t lastActivity = 0;    // Relay::activity() when the idle clock was last restarted

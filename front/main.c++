@@ -17,11 +17,14 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "front/backend-connector.h"
+#include "front/ca-http.h"
+#include "front/cert-forge.h"
 #include "front/cert-store.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
 #include "front/listener.h"
 #include "front/recorder-client.h"
+#include "front/root-ca.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
 
@@ -191,6 +194,28 @@ int run(int argc, char** argv) {
     }
   }
 
+  // The root CA is always there (PolarProxy's model): loaded with --cacert, or generated once
+  // and kept in --cadir. Names no --servercert covers get a certificate it signs.
+  kj::Own<RootCa> rootCa;
+  RootCaSource caSource;
+  KJ_IF_MAYBE(spec, options.caCert) caSource.caCert = kj::StringPtr(*spec);
+  caSource.caCertOrigin = options.caCertOrigin;
+  KJ_IF_MAYBE(dir, options.caDir) caSource.caDir = kj::StringPtr(*dir);
+  KJ_IF_MAYBE(name, options.caCommonName) caSource.commonName = kj::StringPtr(*name);
+  KJ_IF_MAYBE(error, openRootCa(caSource, rootCa)) exitWithUsageError(PROGRAM, *error);
+  KJ_IF_MAYBE(path, options.exportCa) {
+    KJ_IF_MAYBE(error, exportCaCertificate(*rootCa, *path)) {
+      exitWithUsageError(PROGRAM, kj::str("-x: ", *error));
+    }
+    logInfo("root CA certificate exported to '", *path, "' (DER)");
+  }
+  kj::Maybe<kj::Own<CertForger>> forger;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    forger = kj::heap<CertForger>(*rootCa);
+  })) {
+    exitWithUsageError(PROGRAM, kj::str("root CA: ", exception->getDescription()));
+  }
+
   SocketAddress backendHost;
   auto& connectHost = KJ_ASSERT_NONNULL(options.connectHost);
   KJ_IF_MAYBE(error, resolveBackendHost(connectHost, backendHost)) {
@@ -207,6 +232,13 @@ int run(int argc, char** argv) {
   kj::Vector<BoundListener> listeners;
   KJ_IF_MAYBE(error, bindListeners(options.ports, listeners)) {
     exitWithUsageError(PROGRAM, *error);
+  }
+
+  kj::Vector<kj::AutoCloseFd> certHttpSockets;
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    KJ_IF_MAYBE(error, bindCaHttp(*port, certHttpSockets)) {
+      exitWithUsageError(PROGRAM, kj::str("--certhttp: ", *error));
+    }
   }
 
   EventBase base;
@@ -242,11 +274,19 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
   FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
-                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds,
+                       *KJ_ASSERT_NONNULL(forger)};
   Worker worker(base.get(), context, recorder, options.maxConnections);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   acceptor.start();
+  kj::Maybe<kj::Own<CaHttpServer>> caHttp;
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    auto server = kj::heap<CaHttpServer>(base.get(), kj::mv(certHttpSockets), rootCa->der());
+    server->start();
+    logInfo("serving the root CA certificate over HTTP on port ", *port);
+    caHttp = kj::mv(server);
+  }
   logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.

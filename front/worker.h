@@ -18,8 +18,10 @@
 
 namespace tlstap {
 
+class CertForger;
 class CertStore;
 class Connection;
+class ForgedCertCache;
 class TlsServerConfig;
 
 // Set up by main() before the loop runs; read-only afterwards.
@@ -30,6 +32,8 @@ struct FrontContext {
   SocketAddress backendHost;       // --connect HOST; each route supplies the port
   uint32_t handshakeTimeoutSeconds;
   uint32_t idleTimeoutSeconds;
+  // Forges certificates for names no --servercert covers; without it such names are refused.
+  kj::Maybe<const CertForger&> forger = nullptr;
 };
 
 // Where a listener's connections go: the -p mapping as the connection path needs it.
@@ -50,6 +54,8 @@ public:
   kj::Maybe<FlowRecorder&> recorder() { return flowRecorder; }
   // A read buffer shared by this worker's connections, only used within one callback.
   kj::ArrayPtr<kj::byte> scratch() { return scratchBuffer; }
+  // This loop's forged certificates, when the context has a forger.
+  kj::Maybe<ForgedCertCache&> forgedCerts();
 
   // Takes over a freshly accepted socket. Never throws: a connection that cannot be set up is
   // closed with a log line.
@@ -73,6 +79,7 @@ private:
   kj::Maybe<FlowRecorder&> flowRecorder;
   uint32_t maxConnections;
   kj::Array<kj::byte> scratchBuffer;
+  kj::Maybe<kj::Own<ForgedCertCache>> forged;
   std::unordered_map<Connection*, kj::Own<Connection>> connections;
   kj::Vector<kj::Own<Connection>> retired;
   EventHandle reaper;
