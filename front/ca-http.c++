@@ -59,8 +59,8 @@ kj::Maybe<kj::String> bindCaHttp(uint16_t port, kj::Vector<kj::AutoCloseFd>& out
 }
 
 CaHttpServer::CaHttpServer(event_base* base, kj::Vector<kj::AutoCloseFd> fds,
-                           kj::ArrayPtr<const kj::byte> der)
-    : base(base) {
+                           kj::ArrayPtr<const kj::byte> der, uint32_t timeoutSeconds)
+    : base(base), timeoutSeconds(timeoutSeconds) {
   auto head = kj::str("HTTP/1.1 200 OK\r\n"
                       "Content-Type: application/x-x509-ca-cert\r\n"
                       "Content-Length: ", der.size(), "\r\n"
@@ -120,7 +120,7 @@ void CaHttpServer::accept(Listener& listener) {
     client->readable = EventHandle(base, fd, EV_READ | EV_PERSIST, &onClientEvent, self);
     client->writable = EventHandle(base, fd, EV_WRITE | EV_PERSIST, &onClientEvent, self);
     client->timer = EventHandle(base, -1, 0, &onClientEvent, self);
-    client->timer.addSeconds(TIMEOUT_SECONDS);
+    client->timer.addSeconds(timeoutSeconds);
     client->readable.want(true);
     clients.emplace(self, kj::mv(client));
   }

@@ -33,7 +33,7 @@ public:
   static constexpr uint32_t TIMEOUT_SECONDS = 10;
 
   CaHttpServer(event_base* base, kj::Vector<kj::AutoCloseFd> listeners,
-               kj::ArrayPtr<const kj::byte> der);
+               kj::ArrayPtr<const kj::byte> der, uint32_t timeoutSeconds = TIMEOUT_SECONDS);
   ~CaHttpServer() noexcept(false);
   KJ_DISALLOW_COPY(CaHttpServer);
 
@@ -60,6 +60,7 @@ private:
   };
 
   event_base* base;
+  uint32_t timeoutSeconds;
   kj::Array<kj::byte> okResponse;    // 200 with the certificate
   kj::Array<kj::byte> headResponse;  // the same headers, no body
   kj::Array<kj::byte> badMethod;     // 405

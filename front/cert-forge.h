@@ -19,7 +19,7 @@
 
 namespace tlstap {
 
-// The credentials of one forged certificate (leaf, then the CA chain, and the leaf key). Shared:
+// The credentials of one forged certificate (the leaf, any intermediate CA, the leaf key). Shared:
 // a connection keeps a reference until it ends, even if the cache has dropped it meanwhile.
 class ForgedCredentials : public kj::Refcounted {
 public:

@@ -202,12 +202,14 @@ int run(int argc, char** argv) {
   caSource.caCertOrigin = options.caCertOrigin;
   KJ_IF_MAYBE(dir, options.caDir) caSource.caDir = kj::StringPtr(*dir);
   KJ_IF_MAYBE(name, options.caCommonName) caSource.commonName = kj::StringPtr(*name);
-  KJ_IF_MAYBE(error, openRootCa(caSource, rootCa)) exitWithUsageError(PROGRAM, *error);
+  kj::String caDescription;
+  KJ_IF_MAYBE(error, openRootCa(caSource, rootCa, caDescription)) {
+    exitWithUsageError(PROGRAM, *error);
+  }
   KJ_IF_MAYBE(path, options.exportCa) {
     KJ_IF_MAYBE(error, exportCaCertificate(*rootCa, *path)) {
       exitWithUsageError(PROGRAM, kj::str("-x: ", *error));
     }
-    logInfo("root CA certificate exported to '", *path, "' (DER)");
   }
   kj::Maybe<kj::Own<CertForger>> forger;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
@@ -281,11 +283,16 @@ int run(int argc, char** argv) {
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   acceptor.start();
   kj::Maybe<kj::Own<CaHttpServer>> caHttp;
-  KJ_IF_MAYBE(port, options.certHttpPort) {
+  if (options.certHttpPort != nullptr) {
     auto server = kj::heap<CaHttpServer>(base.get(), kj::mv(certHttpSockets), rootCa->der());
     server->start();
-    logInfo("serving the root CA certificate over HTTP on port ", *port);
     caHttp = kj::mv(server);
+  }
+  // Said once start-up has worked, so that a failed start is one line.
+  logInfo(caDescription);
+  KJ_IF_MAYBE(path, options.exportCa) logInfo("root CA certificate exported to '", *path, "'");
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    logInfo("serving the root CA certificate over HTTP on port ", *port);
   }
   logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
   if (options.threads > 1) {

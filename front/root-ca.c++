@@ -300,7 +300,8 @@ kj::Maybe<kj::String> loadOrCreateRootCa(kj::StringPtr dir, kj::StringPtr common
   return RootCa::fromKeyAndChain(loaded, path, out);
 }
 
-kj::Maybe<kj::String> openRootCa(const RootCaSource& source, kj::Own<RootCa>& out) {
+kj::Maybe<kj::String> openRootCa(const RootCaSource& source, kj::Own<RootCa>& out,
+                                 kj::String& description) {
   KJ_IF_MAYBE(spec, source.caCert) {
     // "load:FILE[:PASSWORD]": FILE ends at the first colon, as in --servercert, since the
     // password may itself hold colons ("file:/path").
@@ -321,8 +322,8 @@ kj::Maybe<kj::String> openRootCa(const RootCaSource& source, kj::Own<RootCa>& ou
     KJ_IF_MAYBE(error, RootCa::fromKeyAndChain(loaded, file, out)) {
       return kj::str("--cacert: ", *error);
     }
-    logInfo("root CA '", out->commonName(), "' from '", file, "' (SHA-256 ", out->fingerprint(),
-            ")");
+    description = kj::str("root CA '", out->commonName(), "' from '", file, "' (SHA-256 ",
+                          out->fingerprint(), ")");
     return nullptr;
   }
 
@@ -337,9 +338,9 @@ kj::Maybe<kj::String> openRootCa(const RootCaSource& source, kj::Own<RootCa>& ou
   KJ_IF_MAYBE(error, loadOrCreateRootCa(dir, commonName, out, created)) {
     return kj::str("--cadir: ", *error);
   }
-  logInfo(created ? "generated root CA '" : "root CA '", out->commonName(), "' ",
-          created ? "stored in '" : "from '", dir, "/", ROOT_CA_FILE_NAME, "' (SHA-256 ",
-          out->fingerprint(), ")");
+  description = kj::str(created ? "generated root CA '" : "root CA '", out->commonName(), "' ",
+                        created ? "stored in '" : "from '", dir, "/", ROOT_CA_FILE_NAME,
+                        "' (SHA-256 ", out->fingerprint(), ")");
   KJ_IF_MAYBE(wanted, source.commonName) {
     // Replacing the CA would break every client that installed it, and refusing to start would
     // stop the service over a name: keep the CA, say how to get a new one.

@@ -64,9 +64,11 @@ struct RootCaSource {
 };
 
 // Loads the --cacert CA, or the generated one from the CA directory, generating and storing it
-// there first if there is none. Logs which CA is in use (and its fingerprint). Returns one line
-// starting with the option it is about, or nullptr.
-kj::Maybe<kj::String> openRootCa(const RootCaSource& source, kj::Own<RootCa>& out);
+// there first if there is none. `description` says which CA is in use, with its fingerprint, for
+// the log once start-up has succeeded. Returns one line starting with the option it is about, or
+// nullptr.
+kj::Maybe<kj::String> openRootCa(const RootCaSource& source, kj::Own<RootCa>& out,
+                                 kj::String& description);
 
 // The CA directory when --cadir is not given: $STATE_DIRECTORY (systemd's StateDirectory=) if
 // set, else /var/lib/tlstap for root, else $XDG_STATE_HOME/tlstap or ~/.local/state/tlstap.

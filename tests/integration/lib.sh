@@ -487,6 +487,9 @@ TEST_NAME=$(basename "$0" .sh)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tlstap-$TEST_NAME.XXXXXX")
 mkdir "$WORK/captures"  # the usual -o directory
+# tlstap-front generates its root CA in a state directory when it has none: a test keeps its own
+# (the default would be /var/lib/tlstap as root, ~/.local/state/tlstap otherwise).
+export STATE_DIRECTORY=$WORK/state
 PASSED=0
 
 _cleanup() {
