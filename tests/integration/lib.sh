@@ -290,6 +290,14 @@ start_front() {
     ((SECONDS < deadline)) || fail "tlstap-front does not listen on $port after 10 s"
     sleep 0.1
   done
+  # The ports are bound before the recorder starts and the signal handlers are set; the front
+  # names its root CA once they are, and a SIGTERM before that would kill it outright (a slow
+  # start, as under the sanitizers, made stop_front see status 143).
+  until grep -q "info: .*root CA '" "$log"; do
+    process_alive "$FRONT_PID" || fail "tlstap-front exited at start-up: $(cat "$log")"
+    ((SECONDS < deadline)) || fail "tlstap-front did not finish starting within 10 s"
+    sleep 0.1
+  done
 }
 
 front_alive() {
