@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "front/backend-connector.h"
+#include "front/backend-tls.h"
 #include "front/cert-store.h"
 
 namespace tlstap {
@@ -36,6 +37,16 @@ Connection::Connection(Worker& worker, kj::AutoCloseFd client, const SocketAddre
 Connection::~Connection() noexcept(false) {}
 
 kj::String Connection::who() const { return kj::str("client ", peer.toString()); }
+
+kj::String Connection::backendWho() const {
+  return kj::str("backend ", backendAddress.toString(), " (", backendName(), ")");
+}
+
+kj::StringPtr Connection::backendName() const {
+  KJ_IF_MAYBE(sni, hello.sni) return *sni;
+  KJ_IF_MAYBE(fallback, context.noSni) return *fallback;
+  return context.backendHostName;
+}
 
 template <void (Connection::*method)()>
 void Connection::boundary(evutil_socket_t, short, void* arg) {
@@ -70,6 +81,7 @@ void Connection::onSocketReady() {
   switch (stage) {
     case Stage::PEEKING: peekHello(); break;
     case Stage::CONNECTING: backendConnected(); break;
+    case Stage::BACKEND_HANDSHAKING: continueBackendHandshake(); break;
     case Stage::HANDSHAKING: continueHandshake(); break;
     case Stage::RELAYING: pumpRelay(); break;
     case Stage::DONE: break;
@@ -79,10 +91,18 @@ void Connection::onSocketReady() {
 void Connection::onTimer() {
   if (stage != Stage::RELAYING) {
     static const char* const STAGES[] = {"waiting for the ClientHello",
-                                         "connecting to the backend", "in the TLS handshake"};
-    logInfo(who(), ": handshake timeout after ", context.handshakeTimeoutSeconds, " s (",
-            STAGES[int(stage)], ")");
-    close(false, nullptr);
+                                         "connecting to the backend",
+                                         "in the TLS handshake with the backend",
+                                         "in the TLS handshake"};
+    auto why = kj::str("handshake timeout after ", context.handshakeTimeoutSeconds, " s (",
+                       STAGES[int(stage)], ")");
+    if (stage == Stage::CONNECTING || stage == Stage::BACKEND_HANDSHAKING) {
+      // The client is still waiting for our answer to its ClientHello: tell it why it ends.
+      refuse(TLS_ALERT_INTERNAL_ERROR, why);
+    } else {
+      logInfo(who(), ": ", why);
+      close(false, nullptr);
+    }
     return;
   }
   int64_t idleUs = monotonicUs() - lastActivityUs;
@@ -180,7 +200,12 @@ void Connection::chooseCertificate() {
 }
 
 void Connection::connectBackend() {
+  // Where this connection goes: --connect HOST on the route's FORWARD port.
   backendAddress = withPort(context.backendHost, route.forwardPort);
+  startBackendConnect();
+}
+
+void Connection::startBackendConnect() {
   int error = startConnect(backendAddress, backendFd);
   if (error != 0) {
     refuse(TLS_ALERT_INTERNAL_ERROR,
@@ -207,11 +232,53 @@ void Connection::backendConnected() {
   }
   backendWritable.want(false);
   logDebug(who(), ": connected to backend ", backendAddress.toString());
-  startHandshake();
+  if (context.backendTls == nullptr) {
+    startHandshake();
+  } else {
+    startBackendHandshake();
+  }
+}
+
+void Connection::startBackendHandshake() {
+  auto& config = KJ_ASSERT_NONNULL(context.backendTls);
+  backendTls = newBackendSession(config, backendFd.get(), backendName(), hello.alpn);
+  stage = Stage::BACKEND_HANDSHAKING;
+  continueBackendHandshake();
+}
+
+void Connection::continueBackendHandshake() {
+  auto& session = *KJ_ASSERT_NONNULL(backendTls);
+  TlsResult result = {TlsStatus::AGAIN, 0};
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { result = session.handshake(); })) {
+    session.sendAlertForFailure();
+    refuse(TLS_ALERT_HANDSHAKE_FAILURE,
+           kj::str(backendWho(), ": ", exception->getDescription()));
+    return;
+  }
+  switch (result.status) {
+    case TlsStatus::DONE:
+      backendReadable.want(false);
+      backendWritable.want(false);
+      // The client is offered exactly what the backend chose, or no ALPN if it chose none.
+      backendAlpn = session.negotiatedAlpn();
+      alpnOffer = backendAlpn;
+      logDebug(who(), ": ", backendWho(), ": ", session.version(), " ", session.cipher(),
+               backendAlpn.size() > 0 ? kj::str(" ALPN ", backendAlpn) : kj::str(""));
+      startHandshake();
+      return;
+    case TlsStatus::AGAIN:
+      backendReadable.want(!session.wantsWrite());
+      backendWritable.want(session.wantsWrite());
+      return;
+    case TlsStatus::END:
+      refuse(TLS_ALERT_HANDSHAKE_FAILURE,
+             kj::str(backendWho(), ": closed the connection during the TLS handshake"));
+      return;
+  }
 }
 
 void Connection::startHandshake() {
-  tls = kj::heap<TlsSession>(context.tls, credentials, clientFd.get(), alpnOffer);
+  tls = newServerSession(context.tls, credentials, clientFd.get(), alpnOffer);
   stage = Stage::HANDSHAKING;
   continueHandshake();
 }
@@ -273,8 +340,15 @@ void Connection::startRelay() {
     recording = *opened;
     flow = kj::mv(opened);
   }
-  relay = kj::heap<Relay>(session, backendFd.get(), recording, worker.scratch(),
-                          RELAY_BUFFER_BYTES);
+  RelayStream* backend;
+  KJ_IF_MAYBE(backendSession, backendTls) {
+    backend = backendSession->get();
+  } else {
+    auto plain = kj::heap<PlainStream>(backendFd.get(), "backend");
+    backend = plain.get();
+    backendPlain = kj::mv(plain);
+  }
+  relay = kj::heap<Relay>(session, *backend, recording, worker.scratch(), RELAY_BUFFER_BYTES);
   lastActivityUs = monotonicUs();
   timer.remove();
   if (context.idleTimeoutSeconds > 0) timer.addSeconds(context.idleTimeoutSeconds);
@@ -361,6 +435,8 @@ void Connection::close(bool reset, kj::Maybe<Side> resetBy) noexcept {
     relay = nullptr;
     flow = nullptr;
     tls = nullptr;
+    backendTls = nullptr;
+    backendPlain = nullptr;
     clientReadable = EventHandle();
     clientWritable = EventHandle();
     backendReadable = EventHandle();

@@ -1,11 +1,16 @@
 // One proxied connection, from accept to close:
 //
-//   PEEKING      recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without consuming
-//   CONNECTING   certificate chosen for the name; non-blocking connect to the backend
-//   HANDSHAKING  GnuTLS server handshake with that certificate
-//   RELAYING     the Relay moves plaintext both ways; the recording sees every byte
+//   PEEKING              recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without
+//                        consuming it
+//   CONNECTING           certificate chosen for the name; non-blocking connect to the backend
+//   BACKEND_HANDSHAKING  (re-encrypting, no --terminate) TLS client handshake with the backend,
+//                        forwarding the client's SNI and ALPN; the backend's ALPN choice is what
+//                        the client will be offered (DESIGN.md, "Findings")
+//   HANDSHAKING          GnuTLS server handshake with that certificate
+//   RELAYING             the Relay moves plaintext both ways; the recording sees every byte
 //
-// The first three stages share the handshake timeout; relaying has the idle timeout. Every
+// Until the client's handshake starts, a failure is answered with a fatal alert (refuse()). The
+// stages before RELAYING share the handshake timeout; relaying has the idle timeout. Every
 // libevent callback enters through one boundary that catches any exception and closes this
 // connection only.
 #pragma once
@@ -21,6 +26,7 @@
 #include "front/client-hello.h"
 #include "common/event-handle.h"
 #include "front/flow-recorder.h"
+#include "front/plain-stream.h"
 #include "front/relay.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
@@ -39,7 +45,7 @@ public:
   void stop();
 
 private:
-  enum class Stage { PEEKING, CONNECTING, HANDSHAKING, RELAYING, DONE };
+  enum class Stage { PEEKING, CONNECTING, BACKEND_HANDSHAKING, HANDSHAKING, RELAYING, DONE };
 
   Worker& worker;
   const FrontContext& context;
@@ -54,6 +60,7 @@ private:
   // Keeps a forged certificate alive while the session uses it (the cache may drop it).
   kj::Maybe<kj::Own<ForgedCredentials>> forgedCredentials;
   kj::StringPtr alpnOffer;
+  kj::String backendAlpn;  // the protocol the TLS backend chose, offered to the client
   SocketAddress backendAddress;
   uint64_t lastActivity = 0;    // Relay::activity() when the idle clock was last restarted
   int64_t lastActivityUs = 0;   // monotonic time of that
@@ -68,7 +75,9 @@ private:
   EventHandle backendWritable;
   EventHandle timer;
   EventHandle wake;
-  kj::Maybe<kj::Own<TlsSession>> tls;
+  kj::Maybe<kj::Own<TlsSession>> tls;         // with the client
+  kj::Maybe<kj::Own<TlsSession>> backendTls;  // with the backend, when re-encrypting
+  kj::Maybe<kj::Own<PlainStream>> backendPlain;  // with the backend, with --terminate
   kj::Maybe<kj::Own<RecordedFlow>> flow;
   kj::Maybe<kj::Own<Relay>> relay;
 
@@ -82,7 +91,10 @@ private:
   void peekHello();
   void chooseCertificate();
   void connectBackend();
+  void startBackendConnect();
   void backendConnected();
+  void startBackendHandshake();
+  void continueBackendHandshake();
   void startHandshake();
   void continueHandshake();
   void startRelay();
@@ -99,6 +111,10 @@ private:
   void closeRecording(kj::Maybe<Side> resetBy) noexcept;
   void setClientLowWater(int bytes);
   kj::String who() const;
+  kj::String backendWho() const;
+  // The name the backend is asked for (SNI) and must prove (its certificate): the client's SNI,
+  // else the --nosni name, else the --connect host.
+  kj::StringPtr backendName() const;
 };
 
 }  // namespace tlstap

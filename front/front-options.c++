@@ -376,13 +376,8 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     return kj::str(options.insecure ? "--insecure" : "--backend-ca",
                    ": with --terminate the backend is plain TCP, nothing to verify");
   }
-  if (!options.terminate) {
-    return kj::str("without --terminate (re-encrypting to the backend with TLS) is not "
-                   "supported yet; give --terminate");
-  }
   if (options.connectHost == nullptr) {
-    return kj::str("--terminate needs --connect HOST for now (routing by SNI is not supported "
-                   "yet)");
+    return kj::str("--connect HOST is needed for now (routing by SNI is not supported yet)");
   }
 
   // The root CA: loaded, or generated and kept in --cadir; not both.

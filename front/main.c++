@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "front/backend-connector.h"
+#include "front/backend-tls.h"
 #include "front/ca-http.h"
 #include "front/cert-forge.h"
 #include "front/cert-store.h"
@@ -33,7 +34,7 @@ namespace {
 
 constexpr const char* PROGRAM = "tlstap-front";
 constexpr const char* SYNOPSIS =
-    "--terminate --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "[--terminate] --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
     "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
 
 // One event_base, freed on exit.
@@ -224,6 +225,19 @@ int run(int argc, char** argv) {
     exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
   }
 
+  // Re-encrypting: the backend's trust anchors are read now, before the sandbox, once for every
+  // connection.
+  BackendTlsConfig backendTlsConfig;
+  kj::Maybe<const BackendTlsConfig&> backendTls;
+  if (!options.terminate) {
+    kj::Maybe<kj::StringPtr> caFile;
+    KJ_IF_MAYBE(file, options.backendCa) caFile = kj::StringPtr(*file);
+    KJ_IF_MAYBE(error, backendTlsConfig.init(caFile, options.insecure)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    backendTls = backendTlsConfig;
+  }
+
   kj::Maybe<kj::Own<TlsServerConfig>> tlsConfig;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
     tlsConfig = kj::heap<TlsServerConfig>();
@@ -275,8 +289,8 @@ int run(int argc, char** argv) {
 
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
-  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
-                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds,
+  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost, connectHost,
+                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds,
                        *KJ_ASSERT_NONNULL(forger)};
   Worker worker(base.get(), context, recorder, options.maxConnections);
   Acceptor acceptor(worker, kj::mv(listeners));
@@ -294,7 +308,17 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(port, options.certHttpPort) {
     logInfo("serving the root CA certificate over HTTP on port ", *port);
   }
-  logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
+  if (options.terminate) {
+    logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding plaintext to ",
+            connectHost);
+  } else {
+    logInfo("terminating TLS on ", options.ports.size(), " port(s), re-encrypting to ",
+            connectHost);
+    if (options.insecure) {
+      logWarning("--insecure: backend certificates are not verified; whoever sits between this "
+                 "host and the backend can read and change the traffic");
+    }
+  }
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.
     logDebug("--threads ", options.threads, ": one event loop for now");

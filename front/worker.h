@@ -18,6 +18,7 @@
 
 namespace tlstap {
 
+class BackendTlsConfig;
 class CertForger;
 class CertStore;
 class Connection;
@@ -30,6 +31,8 @@ struct FrontContext {
   const TlsServerConfig& tls;
   kj::Maybe<kj::StringPtr> noSni;  // the name a ClientHello without SNI is taken to ask for
   SocketAddress backendHost;       // --connect HOST; each route supplies the port
+  kj::StringPtr backendHostName;   // --connect HOST as given
+  kj::Maybe<const BackendTlsConfig&> backendTls;  // re-encrypting; nullptr with --terminate
   uint32_t handshakeTimeoutSeconds;
   uint32_t idleTimeoutSeconds;
   // Forges certificates for names no --servercert covers; without it such names are refused.

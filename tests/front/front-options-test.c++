@@ -250,15 +250,25 @@ TEST(FrontOptions, CheckAcceptsAWorkingSetUp) {
   EXPECT_STREQ(checked({GOOD, "--pcapoveripconnect", "a:1", "--recorder-down", "pass"}).cStr(), "");
 }
 
+TEST(FrontOptions, CheckAcceptsReEncryption) {
+  // Without --terminate the backend speaks TLS: verified by default, or against extra anchors,
+  // or (with a warning at start-up) not at all.
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d"}).cStr(), "");
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d", "--backend-ca", "ca.pem"}).cStr(), "");
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d", "--insecure"}).cStr(), "");
+}
+
 TEST(FrontOptions, CheckRefusesBadCombinations) {
   EXPECT_STREQ(checked({"--terminate", "--connect", "b", "--servercert", "a:b", "-w", "x"}).cStr(),
                "-p: at least one is needed ([IP,]LISTEN,PCAPPORT[,FORWARD])");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "-p", "443,81"}).cStr(), "-p: 0.0.0.0:443 is given twice");
-  EXPECT_STREQ(checked({"-p", "443,80", "--connect", "b", "--servercert", "a:b", "-w", "x"}).cStr(),
-               "without --terminate (re-encrypting to the backend with TLS) is not supported yet; "
-               "give --terminate");
   EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--servercert", "a:b", "-w", "x"}).cStr(),
-               "--terminate needs --connect HOST for now (routing by SNI is not supported yet)");
+               "--connect HOST is needed for now (routing by SNI is not supported yet)");
+  EXPECT_STREQ(checked({"-p", "443,80", "--servercert", "a:b", "-w", "x"}).cStr(),
+               "--connect HOST is needed for now (routing by SNI is not supported yet)");
   EXPECT_STREQ(checked({GOOD, "-o", "d", "-w", "x"}).cStr(), "-o and -w cannot be used together");
   EXPECT_STREQ(checked({GOOD}).cStr(),
                "nothing would be recorded: give -o DIR, -w FILE, --pcapoverip, "
