@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Certificates forged by tlstap's own root CA, as clients see them: names no --servercert covers
 # (one label and deep names) verify in curl and gnutls-cli against the CA exported with -x; a name
-# a --servercert wildcard covers still gets that certificate; a name is forged once; the generated
-# CA lives in --cadir (0700, key 0600) and survives a restart byte for byte; --certhttp serves
-# the same DER; a PKCS#12 CA made by openssl (--cacert load:FILE:file:PWFILE) signs the forged
-# certificates instead; a bad --cacert is one error line and exit status 2.
+# a --servercert wildcard covers still gets that certificate; a name is forged once; --certhttp
+# serves the same DER; the generated CA lives in --cadir (0700, key 0600) and survives a restart
+# byte for byte; re-encrypting to a TLS backend works with a forged certificate and HTTP/2; a
+# PKCS#12 CA made by openssl (--cacert load:FILE:file:PWFILE) signs the forged certificates
+# instead; a bad --cacert is one error line and exit status 2.
 . "$(dirname "$0")/lib.sh"
 require_tools openssl curl gnutls-cli nginx python3
 
@@ -95,6 +96,21 @@ expect_one_line "$WORK/front2.log" "warning: --cn: the existing root CA .* is na
   "--cn differs from the existing CA"
 [[ $(fetch "$WORK/ca.pem" new.forged.test) == "hello from the backend" ]] ||
   fail "after the restart a forged certificate does not verify"
+stop_front
+
+# Re-encrypting (no --terminate) to a TLS backend verified with its own CA: the client gets a
+# certificate forged for the name, and HTTP/2 end to end.
+make_ca backend-ca "Forged Test Backend CA"
+make_signed_cert backend backend-ca app.forged.test
+TLS_BACKEND_PORT=$(free_port)
+start_nginx "$TLS_BACKEND_PORT" "$WORK/site" backend
+start_front "$WORK/front-reencrypt.log" "$PORT" --connect 127.0.0.1 \
+  -p "$PORT,443,$TLS_BACKEND_PORT" -o "$WORK/captures" --backend-ca "$WORK/backend-ca.pem" \
+  --cadir "$CADIR"
+got=$(curl -sS --max-time 20 --http2 --cacert "$WORK/ca.pem" -w '|%{http_version}' \
+  --resolve "app.forged.test:$PORT:127.0.0.1" "https://app.forged.test:$PORT/index.html") ||
+  fail "re-encrypting: curl does not accept the forged certificate"
+[[ $got == "hello from the backend"$'\n''|2' ]] || fail "re-encrypting: got '$got'"
 stop_front
 
 # Without --cadir, the CA goes into the default state directory (lib.sh points STATE_DIRECTORY,
