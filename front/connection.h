@@ -2,6 +2,7 @@
 //
 //   PEEKING              recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without
 //                        consuming it
+//   RESOLVING            without --connect: the name looked up in DNS (routing by SNI)
 //   CONNECTING           certificate chosen for the name; non-blocking connect to the backend
 //   BACKEND_HANDSHAKING  (re-encrypting, no --terminate) TLS client handshake with the backend,
 //                        forwarding the client's SNI and ALPN; the backend's ALPN choice is what
@@ -25,6 +26,7 @@
 #include "front/cert-forge.h"
 #include "front/client-hello.h"
 #include "common/event-handle.h"
+#include "front/dns-resolver.h"
 #include "front/flow-recorder.h"
 #include "front/plain-stream.h"
 #include "front/relay.h"
@@ -45,7 +47,9 @@ public:
   void stop();
 
 private:
-  enum class Stage { PEEKING, CONNECTING, BACKEND_HANDSHAKING, HANDSHAKING, RELAYING, DONE };
+  enum class Stage {
+    PEEKING, RESOLVING, CONNECTING, BACKEND_HANDSHAKING, HANDSHAKING, RELAYING, DONE
+  };
 
   Worker& worker;
   const FrontContext& context;
@@ -62,6 +66,9 @@ private:
   kj::StringPtr alpnOffer;
   kj::String backendAlpn;  // the protocol the TLS backend chose, offered to the client
   SocketAddress backendAddress;
+  // SNI routing: the addresses the name resolved to, tried in turn until one connects.
+  kj::Array<SocketAddress> routeAddresses;
+  size_t nextRouteAddress = 0;
   uint64_t lastActivity = 0;    // Relay::activity() when the idle clock was last restarted
   int64_t lastActivityUs = 0;   // monotonic time of that
 
@@ -75,6 +82,8 @@ private:
   EventHandle backendWritable;
   EventHandle timer;
   EventHandle wake;
+  kj::Maybe<kj::Own<DnsLookup>> lookup;
+  kj::Maybe<DnsAnswer> dnsAnswer;  // handed from the lookup's callback to onResolved()
   kj::Maybe<kj::Own<TlsSession>> tls;         // with the client
   kj::Maybe<kj::Own<TlsSession>> backendTls;  // with the backend, when re-encrypting
   kj::Maybe<kj::Own<PlainStream>> backendPlain;  // with the backend, with --terminate
@@ -91,6 +100,10 @@ private:
   void peekHello();
   void chooseCertificate();
   void connectBackend();
+  kj::StringPtr routeName() const;
+  void resolveBackend();
+  void onResolved();
+  bool connectNextAddress(int error);
   void startBackendConnect();
   void backendConnected();
   void startBackendHandshake();

@@ -21,6 +21,7 @@
 #include "front/ca-http.h"
 #include "front/cert-forge.h"
 #include "front/cert-store.h"
+#include "front/dns-resolver.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
 #include "front/listener.h"
@@ -34,7 +35,7 @@ namespace {
 
 constexpr const char* PROGRAM = "tlstap-front";
 constexpr const char* SYNOPSIS =
-    "[--terminate] --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "[--terminate] [--connect HOST | --dns IP[:PORT]] -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
     "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
 
 // One event_base, freed on exit.
@@ -219,10 +220,15 @@ int run(int argc, char** argv) {
     exitWithUsageError(PROGRAM, kj::str("root CA: ", exception->getDescription()));
   }
 
-  SocketAddress backendHost;
-  auto& connectHost = KJ_ASSERT_NONNULL(options.connectHost);
-  KJ_IF_MAYBE(error, resolveBackendHost(connectHost, backendHost)) {
-    exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+  kj::Maybe<SocketAddress> backendHost;
+  kj::StringPtr connectHost;  // empty when routing by SNI
+  KJ_IF_MAYBE(host, options.connectHost) {
+    connectHost = *host;
+    SocketAddress resolved;
+    KJ_IF_MAYBE(error, resolveBackendHost(*host, resolved)) {
+      exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+    }
+    backendHost = resolved;
   }
 
   // Re-encrypting: the backend's trust anchors are read now, before the sandbox, once for every
@@ -260,6 +266,22 @@ int run(int argc, char** argv) {
   EventBase base;
   KjOnLibevent kj(base.get());
 
+  // SNI routing: the resolver reads its configuration and opens its sockets now, before the
+  // sandbox. Declared before the worker, whose connections hold lookups, so it outlives them.
+  kj::Maybe<kj::Own<DnsResolver>> resolver;
+  if (backendHost == nullptr) {
+    DnsSettings dns;
+    dns.server = options.dns;
+    // Half the handshake timeout (at most 5 s) leaves the connect and the handshake their share.
+    dns.timeoutMs = kj::min(options.handshakeTimeoutSeconds * 500, 5000u);
+    kj::Own<DnsResolver> opened;
+    KJ_IF_MAYBE(error, DnsResolver::open(base.get(), dns, opened)) {
+      exitWithUsageError(PROGRAM, kj::str(options.dns == nullptr ? "routing by SNI: " : "--dns: ",
+                                          *error));
+    }
+    resolver = kj::mv(opened);
+  }
+
   // Declared before the client that uses its link, so it is destroyed after it.
   EmbeddedRecorder embedded;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
@@ -293,6 +315,7 @@ int run(int argc, char** argv) {
                        backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds,
                        *KJ_ASSERT_NONNULL(forger)};
   Worker worker(base.get(), context, recorder, options.maxConnections);
+  KJ_IF_MAYBE(dns, resolver) worker.setResolver(**dns);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   acceptor.start();
@@ -308,16 +331,15 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(port, options.certHttpPort) {
     logInfo("serving the root CA certificate over HTTP on port ", *port);
   }
-  if (options.terminate) {
-    logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding plaintext to ",
-            connectHost);
-  } else {
-    logInfo("terminating TLS on ", options.ports.size(), " port(s), re-encrypting to ",
-            connectHost);
-    if (options.insecure) {
-      logWarning("--insecure: backend certificates are not verified; whoever sits between this "
-                 "host and the backend can read and change the traffic");
-    }
+  auto target = resolver == nullptr
+      ? kj::str(connectHost)
+      : kj::str("the host each SNI names (routing by SNI, DNS: ",
+                KJ_ASSERT_NONNULL(resolver)->description(), ")");
+  logInfo("terminating TLS on ", options.ports.size(), " port(s), ",
+          options.terminate ? "forwarding plaintext to " : "re-encrypting to ", target);
+  if (!options.terminate && options.insecure) {
+    logWarning("--insecure: backend certificates are not verified; whoever sits between this "
+               "host and the backend can read and change the traffic");
   }
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.

@@ -369,10 +369,12 @@ start_front() {
   done
   # The ports are bound before the recorder starts and the signal handlers are set; the front
   # names its root CA once they are, and a SIGTERM before that would kill it outright (a slow
-  # start, as under the sanitizers, made stop_front see status 143).
+  # start, as under the sanitizers, made stop_front see status 143). The front itself gives the
+  # recorder 10 s to answer.
+  deadline=$((SECONDS + 20))
   until grep -q "info: .*root CA '" "$log"; do
     process_alive "$FRONT_PID" || fail "tlstap-front exited at start-up: $(cat "$log")"
-    ((SECONDS < deadline)) || fail "tlstap-front did not finish starting within 10 s"
+    ((SECONDS < deadline)) || fail "tlstap-front did not finish starting within 20 s"
     sleep 0.1
   done
 }
