@@ -9,7 +9,7 @@
 
 #include "client-hello.h"
 #include "common/log.h"
-#include "password.h"
+#include "common/password.h"
 
 namespace tlstap {
 

@@ -27,6 +27,8 @@
 #include "front/listener.h"
 #include "front/recorder-client.h"
 #include "front/root-ca.h"
+#include "front/supervised-recorder-source.h"
+#include "front/tls-link-source.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
 
@@ -127,11 +129,27 @@ private:
   }
 };
 
-// Opens the link to an external recorder (--recorder). Exits 2 if it cannot.
-kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringPtr address) {
+// Opens the link to an external recorder (--recorder). Exits 2 if it cannot. A HOST:PORT
+// recorder is reached through `source`, which is kept for the life of the client.
+kj::Own<kj::AsyncIoStream> connectExternalRecorder(KjOnLibevent& kj, const FrontOptions& options,
+                                                   kj::Maybe<kj::Own<TlsLinkSource>>& source) {
+  auto& address = KJ_ASSERT_NONNULL(options.recorderAddress);
   if (!address.startsWith("unix:")) {
-    exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": only unix:/path is supported "
-                                        "yet (the TLS link to a remote recorder is not)"));
+    kj::Own<TlsLinkSource> tcp;
+    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link, tcp)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    kj::Maybe<kj::Own<kj::AsyncIoStream>> stream;
+    kj::Maybe<kj::String> failure;
+    tcp->connect()
+        .then([&](kj::Own<kj::AsyncIoStream> connected) { stream = kj::mv(connected); },
+              [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
+        .wait(kj.waitScope());
+    KJ_IF_MAYBE(cause, failure) {
+      exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": ", *cause));
+    }
+    source = kj::mv(tcp);
+    return kj::mv(KJ_ASSERT_NONNULL(stream));
   }
   SocketAddress target;
   KJ_IF_MAYBE(error, parseListenAddress(address, target)) {
@@ -144,13 +162,13 @@ kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringP
     exitWithUsageError(PROGRAM, kj::str("--recorder: cannot connect to ", address, ": ",
                                         strerror(errno)));
   }
-  return wrapSocketFd(base, kj::mv(owned));
+  return wrapSocketFd(kj.base(), kj::mv(owned));
 }
 
 // Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
 // not: a recorder that refused its own options has already said why on stderr.
 void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr what,
-                     kj::Maybe<EmbeddedRecorder&> embedded) {
+                     kj::Maybe<SupervisedRecorderSource&> embedded) {
   bool ready = false;
   kj::Maybe<kj::String> failure;
   client.whenReady()
@@ -158,14 +176,16 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
             [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
       .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
       .wait(kj.waitScope());
-  KJ_IF_MAYBE(child, embedded) {
-    // An embedded recorder that refused its options has printed the one line saying why. The
-    // link can break a moment before the child can be reaped: give it that moment, so the user
-    // sees only the recorder's line.
-    for (int attempt = 0; !ready && attempt < 100; attempt++) {
-      if (child->checkExited() != nullptr) exit(2);
-      struct timespec pause = {0, 10 * 1000 * 1000};
-      nanosleep(&pause, nullptr);
+  KJ_IF_MAYBE(source, embedded) {
+    if (!ready) {
+      // Why did the link break? The supervisor answers the next request with a refusal if the
+      // recorder refused its options; then it has printed the one line saying why, and the
+      // user sees only that line.
+      source->connect()
+          .then([](kj::Own<kj::AsyncIoStream>) {}, [](kj::Exception&&) {})
+          .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+          .wait(kj.waitScope());
+      if (source->refused()) exit(2);
     }
   }
   KJ_IF_MAYBE(cause, failure) {
@@ -175,6 +195,25 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
     exitWithUsageError(PROGRAM, kj::str(what, ": the recorder did not answer within ",
                                         RECORDER_READY_TIMEOUT / kj::SECONDS, " s"));
   }
+}
+
+// The first link from the embedded recorder's supervisor, at start-up. Exits 2 if there is none.
+kj::Own<kj::AsyncIoStream> firstLink(KjOnLibevent& kj, SupervisedRecorderSource& source) {
+  kj::Maybe<kj::Own<kj::AsyncIoStream>> link;
+  kj::Maybe<kj::String> failure;
+  source.connect()
+      .then([&](kj::Own<kj::AsyncIoStream> stream) { link = kj::mv(stream); },
+            [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
+      .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+      .wait(kj.waitScope());
+  KJ_IF_MAYBE(stream, link) return kj::mv(*stream);
+  // A recorder that refused its options has printed the one line saying why.
+  if (source.refused()) exit(2);
+  KJ_IF_MAYBE(cause, failure) {
+    exitWithUsageError(PROGRAM, kj::str(source.describe(), ": ", *cause));
+  }
+  exitWithUsageError(PROGRAM, kj::str(source.describe(), ": no link within ",
+                                      RECORDER_READY_TIMEOUT / kj::SECONDS, " s"));
 }
 
 int run(int argc, char** argv) {
@@ -188,6 +227,24 @@ int run(int argc, char** argv) {
   parser.parseOrExit(argc, argv);
   KJ_IF_MAYBE(error, checkFrontOptions(options)) exitWithUsageError(PROGRAM, *error);
   setLogVerbose(options.verbose);
+
+  // The embedded recorder's supervisor starts first, before any key, password or certificate
+  // file is read or open: exec leaves none of the front's memory behind anyway, and this way no
+  // descriptor or later state of the front can reach it either. It starts the recorder only when
+  // asked, below, once the front's own start-up has succeeded. It must start before lock-down,
+  // after which the front cannot fork, execute or make socket pairs; from then on it restarts
+  // the recorder and hands out links.
+  EmbeddedRecorder embedded;
+  RecordingOutputs outputs;
+  if (options.recorderAddress == nullptr) {
+    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
+    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
+    outputs.pcapOverIp = options.pcapOverIp.asPtr();
+    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
+    outputs.autoflushSeconds = options.autoflushSeconds;
+    outputs.verbose = options.verbose;
+    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
+  }
 
   CertStore certs;
   for (auto& cert : options.serverCerts) {
@@ -282,25 +339,21 @@ int run(int argc, char** argv) {
     resolver = kj::mv(opened);
   }
 
+  kj::Maybe<kj::Own<SupervisedRecorderSource>> embeddedSource;
   // Declared before the client that uses its link, so it is destroyed after it.
-  EmbeddedRecorder embedded;
+  kj::Maybe<kj::Own<TlsLinkSource>> recorderSource;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
-  KJ_IF_MAYBE(address, options.recorderAddress) {
-    auto client = kj::heap<RecorderClient>(connectExternalRecorder(base.get(), *address));
+  if (options.recorderAddress != nullptr) {
+    auto client = kj::heap<RecorderClient>(connectExternalRecorder(kj, options, recorderSource));
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {
-    RecordingOutputs outputs;
-    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
-    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
-    outputs.pcapOverIp = options.pcapOverIp.asPtr();
-    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
-    outputs.autoflushSeconds = options.autoflushSeconds;
-    outputs.verbose = options.verbose;
-    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
-    auto client = kj::heap<RecorderClient>(wrapSocketFd(base.get(), embedded.takeLink()));
-    waitForRecorder(kj, *client, "tlstap-recorder", embedded);
+    auto source = kj::heap<SupervisedRecorderSource>(base.get(), embedded.takeControl());
+    // Until the client reconnects through its source, the source gives this one link only.
+    auto client = kj::heap<RecorderClient>(firstLink(kj, *source));
+    waitForRecorder(kj, *client, "tlstap-recorder", *source);
     recorderClient = kj::mv(client);
+    embeddedSource = kj::mv(source);
   }
   kj::Maybe<FlowRecorder&> recorder;
   kj::Maybe<RecorderClient&> recorderRef;
@@ -353,8 +406,10 @@ int run(int argc, char** argv) {
   int status = shutdown.status();
   shutdown.abandonDrain();
   if (embedded.pid() > 0) {
-    // The drained link is closed: the recorder finishes its files and exits.
+    // The drained link and the control socket are closed: the recorder finishes its files and
+    // exits, and then its supervisor, with the recorder's status.
     recorderClient = nullptr;
+    embeddedSource = nullptr;
     int recorderStatus = embedded.wait();
     if (recorderStatus != 0) {
       logError("tlstap-recorder exited with status ", recorderStatus);

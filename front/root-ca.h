@@ -14,7 +14,7 @@
 #include <kj/string.h>
 
 #include "front/cert-store.h"
-#include "front/password.h"
+#include "common/password.h"
 
 namespace tlstap {
 

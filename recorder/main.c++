@@ -8,10 +8,12 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/supervisor-protocol.h"
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
 #include "recorder/pcap-writer.h"
 #include "recorder/recorder-options.h"
+#include "recorder/supervisor.h"
 
 namespace tlstap {
 namespace {
@@ -74,9 +76,13 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clo
       return kj::str("-o: ", exception->getDescription());
     }
   }
-  KJ_IF_MAYBE(path, options.writeFile) {
+  KJ_IF_MAYBE(given, options.writeFile) {
+    // A recorder started again after one died never touches its predecessor's file, which
+    // holds what was recorded before (and may end in a torn record).
+    auto path = options.restarted ? restartedWriteFile(*given) : kj::str(*given);
+    if (options.restarted) logInfo("-w ", *given, ": started again; writing ", path);
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<SinglePcapWriter>(*path);
+      auto writer = kj::heap<SinglePcapWriter>(path);
       outputs.fanOut.add(*writer);
       outputs.single = kj::mv(writer);
     })) {
@@ -109,6 +115,17 @@ int run(int argc, char** argv) {
   parser.parseOrExit(argc, argv);
   KJ_IF_MAYBE(error, checkRecorderOptions(options)) exitWithUsageError(PROGRAM, *error);
   setLogVerbose(options.verbose);
+
+  // Keys and certificates are read before anything is bound or created: a bad one exits 2 with
+  // nothing started.
+  kj::Maybe<kj::Own<TlsLink>> tlsLink;
+  if (options.link.given()) {
+    kj::Own<TlsLink> link;
+    KJ_IF_MAYBE(error, TlsLink::load(options.link, TlsLink::Role::SERVER, link)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    tlsLink = kj::mv(link);
+  }
 
   // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
@@ -150,8 +167,21 @@ int run(int argc, char** argv) {
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
-    logInfo("listening on ", name);
-    listenTasks->add(links.acceptFrom(wrapListener(io, kj::mv(listenSockets[i])), kj::mv(name)));
+    kj::Maybe<LinkServer::Tls> tls;
+    KJ_IF_MAYBE(link, tlsLink) {
+      // Unix sockets stay plain: the kernel says who is connecting, and only the recorder's user
+      // may connect.
+      if (options.listen[i].family() != AF_UNIX) tls = LinkServer::Tls{**link, timer};
+    }
+    if (tls != nullptr) {
+      logInfo("listening on ", name, " (TLS, ", KJ_ASSERT_NONNULL(tlsLink)->describe(), ")");
+    } else if (options.listen[i].family() != AF_UNIX) {
+      logInfo("listening on ", name, " (plain TCP: loopback only, no TLS options given)");
+    } else {
+      logInfo("listening on ", name);
+    }
+    listenTasks->add(links.acceptFrom(wrapListener(io, kj::mv(listenSockets[i])), kj::mv(name),
+                                      tls));
   }
 
   auto stop = io.unixEventPort.onSignal(SIGTERM)
@@ -190,4 +220,11 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace tlstap
 
-int main(int argc, char** argv) { return tlstap::run(argc, argv); }
+int main(int argc, char** argv) {
+  // The supervisor mode is chosen by the first argument only, before any option parsing: it
+  // passes the rest to each recorder it starts.
+  if (argc >= 2 && kj::StringPtr(argv[1]) == tlstap::supervisor::MODE_OPTION) {
+    return tlstap::runSupervisor(argc, argv);
+  }
+  return tlstap::run(argc, argv);
+}

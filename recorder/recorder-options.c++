@@ -1,10 +1,16 @@
 #include "recorder-options.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include "common/config-file.h"
 
 namespace tlstap {
 
 namespace {
+
+// How many FILE-N names a restarted recorder tries before giving up (and failing on the last).
+constexpr unsigned MAX_RESTART_FILES = 9999;
 
 // PCAP-over-IP carries decrypted traffic, so a bare port listens on loopback only; serving
 // other hosts takes an explicit address.
@@ -14,13 +20,11 @@ constexpr const char* DEFAULT_PCAP_OVER_IP_ADDRESS = "127.0.0.1";
 
 void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
   parser.addOption("listen", 0, "ADDR",
-                   "accept fronts on unix:/path or IP:PORT (loopback only); repeatable",
+                   "accept fronts on unix:/path or IP:PORT (TLS with --link-...; plain TCP on "
+                   "loopback only); repeatable",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
                      SocketAddress address;
                      KJ_IF_MAYBE(error, parseListenAddress(value, address)) return kj::mv(*error);
-                     if (!address.isLoopback()) {
-                       return kj::str("'", value, "': plain TCP is only allowed on loopback");
-                     }
                      options.listen.add(address);
                      return nullptr;
                    });
@@ -33,6 +37,9 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      }
                      return kj::str("'", value, "' is not a file descriptor number (3 or more)");
                    });
+  parser.addFlag("restarted", 0,
+                 "started again after a recorder died (set by the supervisor): -w FILE goes on "
+                 "in FILE-N", [&options]() { options.restarted = true; });
   parser.addOption("output", 'o', "DIR", "write hourly rotated pcap files into DIR",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
                      if (value.size() == 0) return kj::str("empty directory name");
@@ -74,13 +81,43 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      }
                      return kj::str("'", value, "' is not a number of seconds (1-3600)");
                    });
+  addTlsLinkOptions(parser, options.link);
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
   addConfigOption(parser);
+}
+
+kj::String restartedWriteFile(kj::StringPtr path) {
+  kj::StringPtr stem = path;
+  kj::StringPtr extension = "";
+  if (path.endsWith(".pcap")) {
+    stem = kj::StringPtr(path.begin(), path.size() - 5);
+    extension = ".pcap";
+  }
+  kj::String candidate;
+  for (unsigned n = 1; n <= MAX_RESTART_FILES; n++) {
+    candidate = kj::str(stem, "-", n, extension);
+    // Only a name that surely does not exist; the writer's O_EXCL settles a race.
+    if (access(candidate.cStr(), F_OK) != 0 && errno == ENOENT) break;
+  }
+  return candidate;
 }
 
 kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {
   if (options.listen.size() == 0 && options.connectionFd == nullptr) {
     return kj::str("--listen: nothing to listen on (give --listen unix:/path or IP:PORT)");
+  }
+  bool tcp = false;
+  for (auto& address : options.listen) {
+    if (address.family() == AF_UNIX) continue;
+    tcp = true;
+    if (!options.link.given() && !address.isLoopback()) {
+      return kj::str("--listen: ", address.toString(), ": off loopback the link needs TLS: give "
+                     "--link-cert with --link-ca or --link-pin, or --link-psk");
+    }
+  }
+  if (options.link.given()) {
+    if (!tcp) return kj::str(options.link.optionName(), ": needs a --listen IP:PORT (TLS link)");
+    KJ_IF_MAYBE(error, checkTlsLinkOptions(options.link)) return kj::mv(*error);
   }
   if (options.outputDir != nullptr && options.writeFile != nullptr) {
     return kj::str("-w: cannot be combined with -o (choose one)");

@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 
-#include "front/password.h"
+#include "common/password.h"
 
 namespace tlstap {
 namespace {
