@@ -178,6 +178,16 @@ void Connection::chooseCertificate() {
   }
   KJ_IF_MAYBE(found, context.certs.find(name)) {
     credentials = *found;
+  } else KJ_IF_MAYBE(cache, worker.forgedCerts()) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      auto forged = cache->get(name, time(nullptr));
+      credentials = forged->get();
+      forgedCredentials = kj::mv(forged);
+    })) {
+      refuse(TLS_ALERT_INTERNAL_ERROR, kj::str("forging a certificate for '", name, "': ",
+                                               exception->getDescription()));
+      return;
+    }
   } else {
     refuse(TLS_ALERT_UNRECOGNIZED_NAME, kj::str("no --servercert covers '", name, "'"));
     return;

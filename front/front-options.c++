@@ -213,6 +213,8 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
       return kj::str("'", value, "': expected load:FILE[:PASSWORD]");
     }
     KJ_IF_MAYBE(colon, value.slice(5).findFirst(':')) noteIfLiteral(*p, value.slice(6 + *colon));
+    o->caCertOrigin = p->configFile() == nullptr ? SecretOrigin::COMMAND_LINE
+                                                 : SecretOrigin::CONFIG_FILE;
     return setOnce(o->caCert, value);
   });
   parser.addOption("", 'x', "FILE", "export the root CA certificate (DER) to FILE",
@@ -417,25 +419,26 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     return kj::str("--dns: only used when routing by SNI; not with --connect HOST");
   }
 
+  // The root CA: loaded, or generated and kept in --cadir; not both.
+  if (options.caCert != nullptr) {
+    if (options.caCommonName != nullptr) {
+      return kj::str("--cn: names a generated root CA; --cacert loads one that has its name");
+    }
+    if (options.caDir != nullptr) {
+      return kj::str("--cadir: keeps a generated root CA; with --cacert none is generated");
+    }
+  }
+
   // Parsed for later issues; refused until they exist rather than silently ignored.
   struct Pending {
     bool given;
     const char* option;
   };
   Pending pending[] = {
-      {options.caCert != nullptr, "--cacert"},
-      {options.exportCa != nullptr, "-x"},
-      {options.certHttpPort != nullptr, "--certhttp"},
-      {options.caCommonName != nullptr, "--cn"},
-      {options.caDir != nullptr, "--cadir"},
       {options.user != nullptr, "--user"},
   };
   for (auto& p : pending) {
     if (p.given) return kj::str(p.option, ": not supported yet");
-  }
-  if (options.serverCerts.size() == 0) {
-    return kj::str("--servercert: at least one is needed (forging certificates with a CA is "
-                   "not supported yet)");
   }
   return nullptr;
 }

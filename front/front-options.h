@@ -60,13 +60,14 @@ struct FrontOptions {
   uint32_t threads = defaultThreadCount();  // --threads N
   uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval, both logs
 
-  // Re-encryption, certificate forging and sandbox: parsed and stored for the issues that
-  // implement them; checkFrontOptions() refuses the ones not implemented yet.
+  // Re-encryption, the root CA and sandbox: parsed and stored for the issues that implement
+  // them; checkFrontOptions() refuses the ones not implemented yet.
   kj::Maybe<kj::String> backendCa;      // --backend-ca FILE
   bool insecure = false;                // --insecure
   kj::Maybe<SocketAddress> dns;         // --dns IP[:PORT] (port 53 by default)
   kj::Maybe<kj::String> caDir;          // --cadir DIR
   kj::Maybe<kj::String> caCert;         // --cacert load:FILE[:PASSWORD], the whole spec
+  SecretOrigin caCertOrigin = SecretOrigin::COMMAND_LINE;
   kj::Maybe<kj::String> exportCa;       // -x FILE
   kj::Maybe<uint16_t> certHttpPort;     // --certhttp PORT
   kj::Maybe<kj::String> caCommonName;   // --cn NAME

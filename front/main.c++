@@ -19,12 +19,15 @@
 #include "common/stats.h"
 #include "front/backend-connector.h"
 #include "front/backend-tls.h"
+#include "front/ca-http.h"
+#include "front/cert-forge.h"
 #include "front/cert-store.h"
 #include "front/dns-resolver.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
 #include "front/listener.h"
 #include "front/recorder-client.h"
+#include "front/root-ca.h"
 #include "front/supervised-recorder-source.h"
 #include "front/tls-link-source.h"
 #include "front/tls-session.h"
@@ -300,6 +303,30 @@ int run(int argc, char** argv) {
     }
   }
 
+  // The root CA is always there (PolarProxy's model): loaded with --cacert, or generated once
+  // and kept in --cadir. Names no --servercert covers get a certificate it signs.
+  kj::Own<RootCa> rootCa;
+  RootCaSource caSource;
+  KJ_IF_MAYBE(spec, options.caCert) caSource.caCert = kj::StringPtr(*spec);
+  caSource.caCertOrigin = options.caCertOrigin;
+  KJ_IF_MAYBE(dir, options.caDir) caSource.caDir = kj::StringPtr(*dir);
+  KJ_IF_MAYBE(name, options.caCommonName) caSource.commonName = kj::StringPtr(*name);
+  kj::String caDescription;
+  KJ_IF_MAYBE(error, openRootCa(caSource, rootCa, caDescription)) {
+    exitWithUsageError(PROGRAM, *error);
+  }
+  KJ_IF_MAYBE(path, options.exportCa) {
+    KJ_IF_MAYBE(error, exportCaCertificate(*rootCa, *path)) {
+      exitWithUsageError(PROGRAM, kj::str("-x: ", *error));
+    }
+  }
+  kj::Maybe<kj::Own<CertForger>> forger;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    forger = kj::heap<CertForger>(*rootCa);
+  })) {
+    exitWithUsageError(PROGRAM, kj::str("root CA: ", exception->getDescription()));
+  }
+
   kj::Maybe<SocketAddress> backendHost;
   kj::StringPtr connectHost;  // empty when routing by SNI
   KJ_IF_MAYBE(host, options.connectHost) {
@@ -334,6 +361,13 @@ int run(int argc, char** argv) {
   kj::Vector<BoundListener> listeners;
   KJ_IF_MAYBE(error, bindListeners(options.ports, listeners)) {
     exitWithUsageError(PROGRAM, *error);
+  }
+
+  kj::Vector<kj::AutoCloseFd> certHttpSockets;
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    KJ_IF_MAYBE(error, bindCaHttp(*port, certHttpSockets)) {
+      exitWithUsageError(PROGRAM, kj::str("--certhttp: ", *error));
+    }
   }
 
   EventBase base;
@@ -381,13 +415,26 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
   FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost, connectHost,
-                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds,
+                       *KJ_ASSERT_NONNULL(forger)};
   Worker worker(base.get(), context, recorder, options.maxConnections);
   KJ_IF_MAYBE(dns, resolver) worker.setResolver(**dns);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   CountersLog countersLog(kj, worker, recorderRef, options.statsIntervalSeconds);
   acceptor.start();
+  kj::Maybe<kj::Own<CaHttpServer>> caHttp;
+  if (options.certHttpPort != nullptr) {
+    auto server = kj::heap<CaHttpServer>(base.get(), kj::mv(certHttpSockets), rootCa->der());
+    server->start();
+    caHttp = kj::mv(server);
+  }
+  // Said once start-up has worked, so that a failed start is one line.
+  logInfo(caDescription);
+  KJ_IF_MAYBE(path, options.exportCa) logInfo("root CA certificate exported to '", *path, "'");
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    logInfo("serving the root CA certificate over HTTP on port ", *port);
+  }
   auto target = resolver == nullptr
       ? kj::str(connectHost)
       : kj::str("the host each SNI names (routing by SNI, DNS: ",

@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 
 #include "common/log.h"
+#include "front/cert-forge.h"
 #include "front/connection.h"
 
 namespace tlstap {
@@ -18,7 +19,14 @@ Worker::Worker(event_base* base, const FrontContext& context, kj::Maybe<FlowReco
                uint32_t maxConnections)
     : eventBase(base), frontContext(context), flowRecorder(recorder),
       maxConnections(maxConnections), scratchBuffer(kj::heapArray<kj::byte>(SCRATCH_BYTES)),
-      reaper(base, -1, 0, &Worker::reap, this) {}
+      reaper(base, -1, 0, &Worker::reap, this) {
+  KJ_IF_MAYBE(forger, context.forger) forged = kj::heap<ForgedCertCache>(*forger);
+}
+
+kj::Maybe<ForgedCertCache&> Worker::forgedCerts() {
+  KJ_IF_MAYBE(cache, forged) return **cache;
+  return nullptr;
+}
 
 Worker::~Worker() noexcept(false) {
   closeAll();

@@ -19,9 +19,11 @@
 namespace tlstap {
 
 class BackendTlsConfig;
+class CertForger;
 class CertStore;
 class Connection;
 class DnsResolver;
+class ForgedCertCache;
 class TlsServerConfig;
 
 // Set up by main() before the loop runs; read-only afterwards.
@@ -35,6 +37,8 @@ struct FrontContext {
   kj::Maybe<const BackendTlsConfig&> backendTls;  // re-encrypting; nullptr with --terminate
   uint32_t handshakeTimeoutSeconds;
   uint32_t idleTimeoutSeconds;
+  // Forges certificates for names no --servercert covers; without it such names are refused.
+  kj::Maybe<const CertForger&> forger = nullptr;
 };
 
 // Where a listener's connections go: the -p mapping as the connection path needs it.
@@ -67,6 +71,8 @@ public:
   void setResolver(DnsResolver& resolver) { dnsResolver = resolver; }
   // A read buffer shared by this worker's connections, only used within one callback.
   kj::ArrayPtr<kj::byte> scratch() { return scratchBuffer; }
+  // This loop's forged certificates, when the context has a forger.
+  kj::Maybe<ForgedCertCache&> forgedCerts();
 
   // Takes over a freshly accepted socket. Never throws: a connection that cannot be set up is
   // closed with a log line.
@@ -95,6 +101,7 @@ private:
   kj::Maybe<DnsResolver&> dnsResolver;
   uint32_t maxConnections;
   kj::Array<kj::byte> scratchBuffer;
+  kj::Maybe<kj::Own<ForgedCertCache>> forged;
   std::unordered_map<Connection*, kj::Own<Connection>> connections;
   kj::Vector<kj::Own<Connection>> retired;
   EventHandle reaper;

@@ -323,19 +323,23 @@ TEST(FrontOptions, CheckRefusesBadCombinations) {
                "--insecure: with --terminate the backend is plain TCP, nothing to verify");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--backend-ca", "ca.pem"}).cStr(),
                "--backend-ca: with --terminate the backend is plain TCP, nothing to verify");
-  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--connect", "b", "-w", "x"}).cStr(),
-               "--servercert: at least one is needed (forging certificates with a CA is not "
-               "supported yet)");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12", "--cn", "CA"}).cStr(),
+               "--cn: names a generated root CA; --cacert loads one that has its name");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12", "--cadir", "d"}).cStr(),
+               "--cadir: keeps a generated root CA; with --cacert none is generated");
+}
+
+TEST(FrontOptions, CheckAcceptsTheRootCaOptions) {
+  // No --servercert at all: every name gets a forged certificate.
+  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--connect", "b", "-w", "x"}).cStr(), "");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12:env:PW", "-x", "ca.der",
+                        "--certhttp", "8080"}).cStr(),
+               "");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d", "--cn", "Lab CA", "-x", "c.der"}).cStr(),
+               "");
 }
 
 TEST(FrontOptions, CheckRefusesOptionsNotImplementedYet) {
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12"}).cStr(),
-               "--cacert: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "-x", "ca.der"}).cStr(), "-x: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--certhttp", "80"}).cStr(),
-               "--certhttp: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cn", "CA"}).cStr(), "--cn: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d"}).cStr(), "--cadir: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--user", "nobody"}).cStr(), "--user: not supported yet");
 }
 
