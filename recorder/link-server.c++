@@ -48,9 +48,8 @@ struct FrontConnection {
 
 }  // namespace
 
-LinkServer::LinkServer(PacketSink& sink, RecorderCounters& counters,
-                       kj::Maybe<WriteBarrier&> barrier)
-    : sink(sink), counters(counters), barrier(barrier), tasks(errorHandler) {}
+LinkServer::LinkServer(PacketSink& sink, RecorderCounters& counters)
+    : sink(sink), counters(counters), tasks(errorHandler) {}
 
 LinkServer::~LinkServer() noexcept(false) {}
 
@@ -100,7 +99,7 @@ kj::Promise<void> LinkServer::serve(kj::Own<kj::AsyncIoStream> stream, kj::Strin
   logInfo("front connected: ", peerName);
   connections++;
   capnp::Capability::Client bootstrap =
-      kj::heap<RecorderService>(sink, counters, kj::heapString(peerName), barrier);
+      kj::heap<RecorderService>(sink, counters, kj::heapString(peerName));
   auto connection = kj::heap<FrontConnection>(kj::mv(stream), kj::mv(bootstrap));
   auto disconnected = connection->network.onDisconnect();
   return disconnected

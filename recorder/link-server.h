@@ -20,9 +20,7 @@ namespace tlstap {
 
 class LinkServer {
 public:
-  // With a barrier, Flow calls return once their packets are in the kernel (recorder-service.h).
-  LinkServer(PacketSink& sink, RecorderCounters& counters,
-             kj::Maybe<WriteBarrier&> barrier = nullptr);
+  LinkServer(PacketSink& sink, RecorderCounters& counters);
   ~LinkServer() noexcept(false);
   KJ_DISALLOW_COPY(LinkServer);
 
@@ -58,7 +56,6 @@ private:
 
   PacketSink& sink;
   RecorderCounters& counters;
-  kj::Maybe<WriteBarrier&> barrier;
   size_t connections = 0;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> idleWaiters;
   ErrorHandler errorHandler;

@@ -8,6 +8,7 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/supervisor-protocol.h"
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
@@ -33,25 +34,46 @@ public:
 
 // The outputs chosen on the command line, behind one PacketSink.
 struct Outputs {
-  kj::Maybe<kj::Own<RotatingPcapWriter>> rotating;
-  kj::Maybe<kj::Own<SinglePcapWriter>> single;
+  kj::Maybe<kj::Own<PcapWriter>> file;  // -o DIR or -w FILE
   kj::Maybe<kj::Own<PcapOverIp>> pcapOverIp;
   FanOutSink fanOut;
 
   void flush() {
-    KJ_IF_MAYBE(writer, rotating) (*writer)->rotateIfDue();
-    flushToKernel();
+    KJ_IF_MAYBE(writer, file) (*writer)->flush();
   }
-  // Hands what the file writers buffer in user space to the kernel (one write each).
-  void flushToKernel() {
-    KJ_IF_MAYBE(writer, rotating) (*writer)->flush();
-    KJ_IF_MAYBE(writer, single) (*writer)->flush();
+  void tick() {
+    KJ_IF_MAYBE(writer, file) (*writer)->tick();
   }
   void close() {
-    KJ_IF_MAYBE(writer, rotating) (*writer)->close();
-    KJ_IF_MAYBE(writer, single) (*writer)->close();
+    KJ_IF_MAYBE(writer, file) (*writer)->close();
   }
 };
+
+// The counters line (common/stats.h).
+void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
+  PcapWriterCounters files;
+  KJ_IF_MAYBE(writer, outputs.file) files = (*writer)->counters();
+  uint64_t consumers = 0, dropped = 0;
+  KJ_IF_MAYBE(hub, outputs.pcapOverIp) {
+    consumers = (*hub)->consumerCount();
+    dropped = (*hub)->droppedCount();
+  }
+  StatsField fields[] = {
+      {"flows_open", counters.flowsOpen},
+      {"flows_total", counters.flowsTotal},
+      {"flows_broken", counters.flowsBroken},
+      {"payload_bytes_closed_flows", counters.payloadBytes},
+      {"bytes_recorded", files.bytesWritten},
+      {"packets_written", files.packetsWritten},
+      {"packets_lost", files.packetsLost},
+      {"bytes_lost", files.bytesLost},
+      {"pcapoverip_consumers", consumers},
+      {"pcapoverip_dropped", dropped},
+      {"files_written", files.filesWritten},
+      {"files_deleted", files.filesDeleted},
+  };
+  logInfo(formatStats(fields));
+}
 
 kj::AutoCloseFd bindOrExit(kj::StringPtr option, const SocketAddress& address) {
   kj::AutoCloseFd fd;
@@ -71,9 +93,10 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clo
                                       Outputs& outputs) {
   KJ_IF_MAYBE(dir, options.outputDir) {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<RotatingPcapWriter>(*dir, clock);
+      RetentionPolicy retention{options.retainHours, options.maxBytes};
+      auto writer = kj::heap<RotatingPcapWriter>(*dir, clock, retention);
       outputs.fanOut.add(*writer);
-      outputs.rotating = kj::mv(writer);
+      outputs.file = kj::mv(writer);
     })) {
       return kj::str("-o: ", exception->getDescription());
     }
@@ -84,9 +107,9 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clo
     auto path = options.restarted ? restartedWriteFile(*given) : kj::str(*given);
     if (options.restarted) logInfo("-w ", *given, ": started again; writing ", path);
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<SinglePcapWriter>(path);
+      auto writer = kj::heap<SinglePcapWriter>(path, clock);
       outputs.fanOut.add(*writer);
-      outputs.single = kj::mv(writer);
+      outputs.file = kj::mv(writer);
     })) {
       return kj::str("-w: ", exception->getDescription());
     }
@@ -106,6 +129,21 @@ kj::Promise<void> flushPeriodically(kj::Timer& timer, Outputs& outputs, uint32_t
   return timer.afterDelay(seconds * kj::SECONDS).then([&timer, &outputs, seconds]() {
     outputs.flush();
     return flushPeriodically(timer, outputs, seconds);
+  });
+}
+
+// Every second: rotation on the hour, the retry after a write error, retention.
+kj::Promise<void> tickEverySecond(kj::Timer& timer, Outputs& outputs) {
+  return timer.afterDelay(1 * kj::SECONDS).then([&timer, &outputs]() {
+    outputs.tick();
+    return tickEverySecond(timer, outputs);
+  });
+}
+
+kj::Promise<void> reportOnSignal(kj::UnixEventPort& port, kj::Function<void()>& report) {
+  return port.onSignal(SIGUSR1).then([&port, &report](siginfo_t) {
+    report();
+    return reportOnSignal(port, report);
   });
 }
 
@@ -131,8 +169,15 @@ int run(int argc, char** argv) {
 
   // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // A file size limit (ulimit -f) must fail the write with EFBIG, which the writer handles like a
+  // full disk, rather than kill the process.
+  signal(SIGXFSZ, SIG_IGN);
+  // KJ reserves SIGUSR1 for waking its loop from other threads (the recorder has none); SIGUSR1
+  // asks for the counters line, as for tlstap-front.
+  kj::UnixEventPort::setReservedSignal(SIGRTMIN);
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGUSR1);
   auto io = kj::setupAsyncIo();
   auto& timer = io.provider->getTimer();
   TaskErrorLogger errorLogger;
@@ -165,10 +210,7 @@ int run(int argc, char** argv) {
   }
 
   RecorderCounters counters;
-  // A front keeps every batch until its call returns: return once the batch is in the kernel, so
-  // that kill -9 of this process loses nothing.
-  WriteBarrier barrier([&outputs]() { outputs.flushToKernel(); });
-  LinkServer links(outputs.fanOut, counters, barrier);
+  LinkServer links(outputs.fanOut, counters);
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
@@ -204,6 +246,13 @@ int run(int argc, char** argv) {
     stop = stop.exclusiveJoin(link.addBranch());
     embeddedLink = kj::mv(link);
   }
+  kj::Function<void()> report = [&counters, &outputs]() { logCounters(counters, outputs); };
+  auto reporting = reportOnSignal(io.unixEventPort, report)
+                       .exclusiveJoin(reportPeriodically(timer, options.statsIntervalSeconds,
+                                                         report))
+                       .eagerlyEvaluate(nullptr);
+  // Runs through the shutdown below too: a full disk may free up while fronts drain.
+  auto ticking = tickEverySecond(timer, outputs).eagerlyEvaluate(nullptr);
   stop.exclusiveJoin(flushPeriodically(timer, outputs, options.autoflushSeconds))
       .wait(io.waitScope);
 
@@ -217,6 +266,7 @@ int run(int argc, char** argv) {
       .wait(io.waitScope);
   KJ_IF_MAYBE(hub, outputs.pcapOverIp) (*hub)->drain(CONSUMER_GRACE).wait(io.waitScope);
   outputs.close();
+  report();
   logInfo(counters.flowsTotal, " flows recorded (", counters.flowsResumed, " resumed after a lost "
           "link), ", counters.flowsBroken, " refused or ended for breaking the contract");
   return 0;

@@ -13,9 +13,9 @@ class FlowService final : public proto::Flow::Server {
 public:
   FlowService(uint64_t id, const FlowEndpoints& endpoints, int64_t startTimeUs,
               kj::Maybe<const FlowResume&> resume, PacketSink& sink, RecorderCounters& counters,
-              kj::StringPtr peerName, kj::Maybe<WriteBarrier&> barrier)
+              kj::StringPtr peerName)
       : id(id), description(describeEndpoints(endpoints)), peerName(kj::heapString(peerName)),
-        counters(counters), barrier(barrier), contract(endpoints, startTimeUs, sink, resume) {
+        counters(counters), sink(sink), contract(endpoints, startTimeUs, sink, resume) {
     counters.flowsOpen++;
     counters.flowsTotal++;
     if (resume != nullptr) counters.flowsResumed++;
@@ -31,7 +31,11 @@ public:
   }
 
   kj::Promise<void> data(DataContext context) override {
-    return check(contract.data(context.getParams().getChunks()));
+    auto violation = contract.data(context.getParams().getChunks());
+    if (violation != nullptr) return check(kj::mv(violation));
+    // Backpressure: while the disk is full the call stays open, so the front slows down
+    // instead of losing data.
+    return sink.whenWritten();
   }
 
   kj::Promise<void> close(CloseContext context) override {
@@ -54,47 +58,23 @@ private:
       return KJ_EXCEPTION(FAILED, kj::str("tlstap-recorder refused flow ", id, ": ", *reason));
     }
     // The front forgets what an answered call carried: answer once it is in the kernel.
-    KJ_IF_MAYBE(b, barrier) return b->afterFlush();
-    return kj::READY_NOW;
+    return sink.whenWritten();
   }
 
   uint64_t id;
   kj::String description;
   kj::String peerName;  // a copy: the flow may outlive the connection's Recorder capability
   RecorderCounters& counters;
-  kj::Maybe<WriteBarrier&> barrier;
+  PacketSink& sink;
   FlowContract contract;
   bool loggedViolation = false;
 };
 
 }  // namespace
 
-kj::Promise<void> WriteBarrier::afterFlush() {
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  waiting.add(kj::mv(paf.fulfiller));
-  if (!pending) {
-    // evalLater, not evalLast: under a steady stream the queue never runs dry, and the answers
-    // must not wait for it to.
-    pending = true;
-    scheduled = kj::evalLater([this]() { run(); }).eagerlyEvaluate(nullptr);
-  }
-  return kj::mv(paf.promise);
-}
-
-void WriteBarrier::run() {
-  pending = false;
-  auto callers = kj::mv(waiting);
-  waiting = kj::Vector<kj::Own<kj::PromiseFulfiller<void>>>();
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { flush(); })) {
-    for (auto& caller : callers) caller->reject(kj::cp(*exception));
-    return;
-  }
-  for (auto& caller : callers) caller->fulfill();
-}
-
 RecorderService::RecorderService(PacketSink& sink, RecorderCounters& counters,
-                                 kj::String peerName, kj::Maybe<WriteBarrier&> barrier)
-    : sink(sink), counters(counters), peerName(kj::mv(peerName)), barrier(barrier) {}
+                                 kj::String peerName)
+    : sink(sink), counters(counters), peerName(kj::mv(peerName)) {}
 
 kj::Promise<void> RecorderService::openFlow(OpenFlowContext context) {
   auto meta = context.getParams().getMeta();
@@ -107,11 +87,10 @@ kj::Promise<void> RecorderService::openFlow(OpenFlowContext context) {
   }
   auto id = counters.nextFlowId++;
   context.getResults().setFlow(kj::heap<FlowService>(id, endpoints, meta.getStartTimeUs(), resume,
-                                                     sink, counters, peerName, barrier));
+                                                     sink, counters, peerName));
   // The front reopens a flow whose open was answered as resumed: answer once the handshake is in
   // the kernel. Calls on the flow are pipelined and need not wait for this.
-  KJ_IF_MAYBE(b, barrier) return b->afterFlush();
-  return kj::READY_NOW;
+  return sink.whenWritten();
 }
 
 }  // namespace tlstap
