@@ -421,7 +421,7 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(client, recorderClient) {
     auto counters = (*client)->counters();
     logInfo("recording: ", counters.bytesQueued, " bytes relayed, ", counters.bytesRecorded,
-            " acknowledged by the recorder, ", counters.bytesLost, " not recorded; ",
+            " acknowledged by the recorder, ", counters.bytesLost, " lost; ",
             counters.linksLost, " recorder link(s) lost, ", counters.flowsResumed,
             " flow(s) resumed");
   }

@@ -71,10 +71,9 @@ start_front_to() {
     -p "$FRONT_PORT,80,$NGINX_PORT" --servercert "www.example.com:$WORK/site-bundle.pem" "$@"
 }
 
-# The front's own account at exit: "recording: N bytes relayed, N acknowledged ..., N not
-# recorded".
+# The front's own account at exit: "recording: N bytes relayed, N acknowledged ..., N lost; ...".
 front_lost() {
-  sed -n 's/.*recording: .* \([0-9]*\) not recorded;.*/\1/p' "$1" | tail -n 1
+  sed -n 's/.*recording: .* \([0-9]*\) lost;.*/\1/p' "$1" | tail -n 1
 }
 
 # analyse NAME DIR: concatenates the pcap files of DIR in name (time) order, as one_capture does
