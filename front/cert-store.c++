@@ -1,5 +1,6 @@
 #include "cert-store.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,6 +285,7 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
                  "line, where other users can read it; use file:PATH, env:NAME or fd:N");
     }
     password = kj::mv(secret);
+    if (passwordSpec->startsWith("env:")) passwordVariables.add(kj::str(passwordSpec->slice(4)));
   }
 
   // "CHAIN+KEY" names two files, unless a file by the whole name exists.
@@ -341,6 +343,15 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
     }
   }
   return nullptr;
+}
+
+void CertStore::forgetPasswordVariables() {
+  for (auto& name : passwordVariables) {
+    char* value = getenv(name.cStr());
+    if (value != nullptr) wipe(value, strlen(value));
+    unsetenv(name.cStr());
+  }
+  passwordVariables.clear();
 }
 
 kj::Maybe<gnutls_certificate_credentials_t> CertStore::find(kj::StringPtr serverName) const {

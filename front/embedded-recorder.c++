@@ -79,6 +79,10 @@ kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs) {
   args.add(kj::str("--autoflush"));
   args.add(kj::str(outputs.autoflushSeconds));
   if (outputs.verbose) args.add(kj::str("-v"));
+  KJ_IF_MAYBE(user, outputs.user) {
+    args.add(kj::str("--user"));
+    args.add(kj::str(*user));
+  }
   return args.releaseAsArray();
 }
 

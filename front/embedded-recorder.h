@@ -30,6 +30,7 @@ struct RecordingOutputs {
   kj::ArrayPtr<const kj::String> pcapOverIpConnect;   // --pcapoveripconnect X, each
   uint32_t autoflushSeconds = 1;                      // --autoflush N
   bool verbose = false;                               // -v
+  kj::Maybe<kj::StringPtr> user;  // --user: the recorder drops to it (the front runs as root)
 };
 
 // The recorder's arguments after argv[0]: "--connection-fd 3" and the outputs.

@@ -325,8 +325,12 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
                    [o](kj::StringPtr value) {
     return setNumber(o->threads, value, 1, 1024, "a number of threads");
   });
-  parser.addOption("user", 0, "USER", "run as USER after start-up",
+  parser.addOption("user", 0, "USER",
+                   "started as root, run as USER after start-up (default tlstap)",
                    [o](kj::StringPtr value) { return setOnce(o->user, value); });
+  parser.addOption("recorder-user", 0, "USER",
+                   "started as root, run the embedded recorder as USER (default tlstap-rec)",
+                   [o](kj::StringPtr value) { return setOnce(o->recorderUser, value); });
   addConfigOption(parser);
   parser.addFlag("", 'v', "verbose: log every connection", [o]() { o->verbose = true; });
 }
@@ -353,6 +357,10 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     if (localOutputs) {
       return kj::str("--recorder: -o, -w, --pcapoverip and --pcapoveripconnect belong on the "
                      "external recorder's command line, not here");
+    }
+    if (options.recorderUser != nullptr) {
+      return kj::str("--recorder-user: only for the embedded recorder (an external recorder "
+                     "takes its own --user)");
     }
     if (options.linkPsk != nullptr && recorder->startsWith("unix:")) {
       return kj::str("--link-psk: only for a TCP --recorder (a unix socket is checked with "
@@ -395,7 +403,6 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
       {options.caCommonName != nullptr, "--cn"},
       {options.caDir != nullptr, "--cadir"},
       {options.dns != nullptr, "--dns"},
-      {options.user != nullptr, "--user"},
   };
   for (auto& p : pending) {
     if (p.given) return kj::str(p.option, ": not supported yet");

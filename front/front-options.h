@@ -55,7 +55,7 @@ struct FrontOptions {
   uint32_t idleTimeoutSeconds = 300;      // --idle-timeout S
   uint32_t threads = defaultThreadCount();  // --threads N
 
-  // Re-encryption, certificate forging and sandbox: parsed and stored for the issues that
+  // Re-encryption and certificate forging: parsed and stored for the issues that
   // implement them; checkFrontOptions() refuses the ones not implemented yet.
   kj::Maybe<kj::String> backendCa;      // --backend-ca FILE
   bool insecure = false;                // --insecure
@@ -65,7 +65,8 @@ struct FrontOptions {
   kj::Maybe<kj::String> exportCa;       // -x FILE
   kj::Maybe<uint16_t> certHttpPort;     // --certhttp PORT
   kj::Maybe<kj::String> caCommonName;   // --cn NAME
-  kj::Maybe<kj::String> user;           // --user USER
+  kj::Maybe<kj::String> user;           // --user USER (the front, after start-up as root)
+  kj::Maybe<kj::String> recorderUser;   // --recorder-user USER (the embedded recorder)
 };
 
 // Registers every option of tlstap-front, with its help text, storing into `options` (which

@@ -63,8 +63,10 @@ kj::Promise<void> LinkServer::acceptFrom(kj::Own<kj::ConnectionReceiver> listene
   return receiver.accept().then(
       [this, listener = kj::mv(listener), name = kj::mv(name)](
           kj::Own<kj::AsyncIoStream> stream) mutable -> kj::Promise<void> {
-        auto peer = describePeer(*stream, name);
-        tasks.add(serve(kj::mv(stream), kj::mv(peer)));
+        if (peerAllowed(*stream, name)) {
+          auto peer = describePeer(*stream, name);
+          tasks.add(serve(kj::mv(stream), kj::mv(peer)));
+        }  // else the stream closes here, unread
         return acceptFrom(kj::mv(listener), kj::mv(name));
       });
 }
@@ -82,6 +84,27 @@ kj::Promise<void> LinkServer::serve(kj::Own<kj::AsyncIoStream> stream, kj::Strin
               logError("front ", peerName, " disconnected: ", exception.getDescription());
             })
       .attach(kj::mv(connection), kj::defer([this]() { connectionEnded(); }));
+}
+
+bool LinkServer::peerAllowed(kj::AsyncIoStream& stream, kj::StringPtr listenerName) {
+  KJ_IF_MAYBE(uids, allowedUids) {
+    struct ucred credentials = {};
+    uint length = sizeof(credentials);
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &credentials, &length);
+    })) {
+      // No peer credentials: not a unix socket (TCP on loopback), which this check is not for.
+      return true;
+    }
+    if (length != sizeof(credentials)) return true;
+    for (uid_t uid : *uids) {
+      if (uid == credentials.uid) return true;
+    }
+    logWarning("refused a front on ", listenerName, " (pid ", credentials.pid, ", uid ",
+               credentials.uid, "): that user is not allowed (--allow-user)");
+    return false;
+  }
+  return true;
 }
 
 void LinkServer::connectionEnded() {

@@ -3,6 +3,7 @@
 // oversized messages) ends alone, with a log line; the flows of other connections go on.
 #pragma once
 
+#include <sys/types.h>
 #include <kj/async-io.h>
 #include <kj/string.h>
 
@@ -17,6 +18,11 @@ public:
   ~LinkServer() noexcept(false);
   KJ_DISALLOW_COPY(LinkServer);
 
+  // Fronts on a unix socket are accepted only from these uids (SO_PEERCRED); anyone else is
+  // logged and closed before a single RPC message is read. Never called: no check (TCP
+  // listeners are never checked this way: they have no peer credentials).
+  void allowPeers(kj::Array<uid_t> uids) { allowedUids = kj::mv(uids); }
+
   // Accepts fronts until cancelled. `name` is the listening address, for log lines.
   kj::Promise<void> acceptFrom(kj::Own<kj::ConnectionReceiver> listener, kj::String name);
   // Serves one connected stream; resolves when the front disconnects.
@@ -28,6 +34,8 @@ public:
 
 private:
   void connectionEnded();
+  // True if the peer may send flows; logs a refusal.
+  bool peerAllowed(kj::AsyncIoStream& stream, kj::StringPtr listenerName);
 
   class ErrorHandler final : public kj::TaskSet::ErrorHandler {
   public:
@@ -37,6 +45,7 @@ private:
   PacketSink& sink;
   RecorderCounters& counters;
   size_t connections = 0;
+  kj::Maybe<kj::Array<uid_t>> allowedUids;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> idleWaiters;
   ErrorHandler errorHandler;
   // Last: destroying it cancels the connections, whose clean-up uses the members above.

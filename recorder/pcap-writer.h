@@ -73,6 +73,12 @@ public:
   // missing, not a directory or not writable ("cannot open directory DIR: reason" or
   // "cannot create DIR/NAME: reason").
   RotatingPcapWriter(kj::StringPtr dir, Clock& clock);
+  // The same with DIR already opened by openDirectory(): a recorder that drops privileges opens
+  // DIR as root (its parents may be closed to the recorder's user) and creates files after.
+  RotatingPcapWriter(kj::AutoCloseFd dirFd, kj::StringPtr dir, Clock& clock);
+  // Creates DIR (mode 0750) if missing, setting `created`, and opens it. Throws like the
+  // constructor.
+  static kj::AutoCloseFd openDirectory(kj::StringPtr dir, bool& created);
   ~RotatingPcapWriter() noexcept(false);
   KJ_DISALLOW_COPY(RotatingPcapWriter);
 
@@ -85,6 +91,9 @@ public:
   void rotateIfDue();
   // Flushes and closes the current file (complete and readable); later packets are dropped.
   void close();
+
+  // The open output directory: the only fd the recorder's sandbox lets it create files in.
+  int directoryFd() const { return dirFd; }
 
   // The name (without the directory) of the file being written, "" if none is open.
   kj::StringPtr currentFileName() const;

@@ -22,6 +22,12 @@ struct RecorderOptions {
   kj::Vector<kj::String> pcapOverIpConnect;   // --pcapoveripconnect targets (HOST:PORT)
   uint32_t autoflushSeconds = 1;
   bool verbose = false;
+
+  // Started as root: the user to run as after start-up (default tlstap-rec).
+  kj::Maybe<kj::String> user;
+  // Who may connect to a unix --listen socket (checked with SO_PEERCRED). Empty: root, the
+  // recorder's own user and the front's default user tlstap (if it exists).
+  kj::Vector<kj::String> allowUsers;
 };
 
 // Registers every option of tlstap-recorder, and --config FILE, which reads them from a file.

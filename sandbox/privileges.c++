@@ -27,7 +27,7 @@ kj::Maybe<kj::String> lookUpUser(kj::StringPtr name, UserIdentity& out) {
   return nullptr;
 }
 
-kj::Maybe<kj::String> chooseRunAsUser(kj::StringPtr option, kj::Maybe<kj::StringPtr> requested,
+kj::Maybe<kj::String> chooseRunAsUser(kj::StringPtr option, const kj::Maybe<kj::String>& requested,
                                       kj::StringPtr defaultName, kj::Maybe<UserIdentity>& out) {
   out = nullptr;
   if (geteuid() != 0) {

@@ -28,7 +28,7 @@ kj::Maybe<kj::String> lookUpUser(kj::StringPtr name, UserIdentity& out);
 // Decides who to become after start-up. As root: `requested` (--user), else `defaultName`, which
 // must exist; root itself is refused. Not root: nobody to change to (out stays nullptr), and
 // `requested` must name the current user. Returns "<option>: cause" on failure.
-kj::Maybe<kj::String> chooseRunAsUser(kj::StringPtr option, kj::Maybe<kj::StringPtr> requested,
+kj::Maybe<kj::String> chooseRunAsUser(kj::StringPtr option, const kj::Maybe<kj::String>& requested,
                                       kj::StringPtr defaultName, kj::Maybe<UserIdentity>& out);
 
 // initgroups (the user's own supplementary groups), setgid, setuid; then checks that root cannot

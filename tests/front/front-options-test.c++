@@ -290,7 +290,15 @@ TEST(FrontOptions, CheckRefusesOptionsNotImplementedYet) {
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--cn", "CA"}).cStr(), "--cn: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d"}).cStr(), "--cadir: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--dns", "::1"}).cStr(), "--dns: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--user", "nobody"}).cStr(), "--user: not supported yet");
+}
+
+TEST(FrontOptions, UsersAreAcceptedAndTheRecorderUserOnlyForTheEmbeddedRecorder) {
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--user", "nobody", "--recorder-user", "daemon"}).cStr(),
+               "");
+  EXPECT_STREQ(checked({GOOD, "--recorder", "unix:/run/r.sock", "--recorder-user", "daemon"})
+                   .cStr(),
+               "--recorder-user: only for the embedded recorder (an external recorder takes its "
+               "own --user)");
 }
 
 }  // namespace
