@@ -94,8 +94,8 @@ void addBaselineRules(SeccompPolicy& p) {
   p.allow(SCMP_SYS(rt_sigreturn));
   p.allow(SCMP_SYS(sigaltstack));
   // raise()/abort() signal the process itself, never another one.
-  p.allow(SCMP_SYS(tgkill), {SCMP_A0(SCMP_CMP_EQ, uint64_t(getpid()))});
-  p.allow(SCMP_SYS(kill), {SCMP_A0(SCMP_CMP_EQ, uint64_t(getpid()))});
+  p.allow(SCMP_SYS(tgkill), {SCMP_A0(SCMP_CMP_EQ, uint64_t(p.self()))});
+  p.allow(SCMP_SYS(kill), {SCMP_A0(SCMP_CMP_EQ, uint64_t(p.self()))});
 
   // --- Threads and the process itself --------------------------------------------------------
   // glibc's locks, thread set-up and exit; identity queries libraries make.

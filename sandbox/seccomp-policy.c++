@@ -65,8 +65,9 @@ void onSigsys(int, siginfo_t* info, void* context) {
 
 }  // namespace
 
-SeccompPolicy::SeccompPolicy(Mode mode)
+SeccompPolicy::SeccompPolicy(Mode mode, pid_t self)
     : currentMode(mode),
+      selfPid(self),
       context(seccomp_init(mode == Mode::ENFORCE ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_TRAP)) {
   KJ_ASSERT(context != nullptr, "seccomp_init failed");
   // A call made through another ABI (i386 int 0x80, x32) is outside every policy.

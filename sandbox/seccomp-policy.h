@@ -13,6 +13,7 @@
 #pragma once
 
 #include <seccomp.h>
+#include <unistd.h>
 #include <initializer_list>
 #include <kj/common.h>
 #include <kj/string.h>
@@ -26,7 +27,9 @@ public:
     DEBUG_LOG,  // name the call on stderr and fail it with ENOSYS (TLSTAP_SECCOMP_LOG=1)
   };
 
-  explicit SeccompPolicy(Mode mode);
+  // `self` is the process the policy is for: signals may be sent only to it. Tests pass a fixed
+  // number so that the golden export does not change from run to run.
+  explicit SeccompPolicy(Mode mode, pid_t self = getpid());
   ~SeccompPolicy() noexcept;
   KJ_DISALLOW_COPY(SeccompPolicy);
 
@@ -47,11 +50,13 @@ public:
   kj::String exportPfc() const;
 
   Mode mode() const { return currentMode; }
+  pid_t self() const { return selfPid; }
 
 private:
   void addRule(uint32_t action, int syscall, std::initializer_list<scmp_arg_cmp> conditions);
 
   Mode currentMode;
+  pid_t selfPid;
   scmp_filter_ctx context;
 };
 
