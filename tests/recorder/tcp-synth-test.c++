@@ -312,8 +312,9 @@ TEST(TcpSynth, HalfCloseThenOrderlyClose) {
   EXPECT_FALSE(synth.finished(Side::SERVER));
   auto f = sink.parsed();
   ASSERT_EQ(f.size(), before + 2);
-  const ParsedFrame& fin = f[before];
-  const ParsedFrame& finAck = f[before + 1];
+  // Copies: `f` is reassigned below.
+  const ParsedFrame fin = f[before];
+  const ParsedFrame finAck = f[before + 1];
   expectFrameBasics(fin, e, Side::CLIENT);
   EXPECT_EQ(fin.flags, FLAG_FIN | FLAG_ACK);
   EXPECT_EQ(fin.seq, f[0].seq + 1 + 100);
