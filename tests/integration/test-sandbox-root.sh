@@ -41,9 +41,20 @@ start_nginx "$BACKEND_PORT" "$WORK/www"
 start_front "$WORK/front.log" "$FRONT_PORT" --terminate --connect 127.0.0.1 \
   --servercert "www.example.com:$WORK/site-bundle.pem" -p "$FRONT_PORT,80,$BACKEND_PORT" \
   -o "$WORK/recorded"
-RECORDER_PID=$(cat "/proc/$FRONT_PID/task/$FRONT_PID/children" | awk '{print $1}')
-[[ -n $RECORDER_PID ]] || fail "the embedded recorder is not running"
-wait_for 10 "the recorder's lock-down" test "$(status_field "$RECORDER_PID" Seccomp)" = 2
+# The embedded recorder: the front's child named tlstap-recorder, once it has locked down (the
+# front listens before it starts the recorder).
+locked_recorder() {
+  local child
+  for child in $(cat "/proc/$FRONT_PID/task/$FRONT_PID/children"); do
+    if [[ $(cat "/proc/$child/comm" 2> /dev/null) == tlstap-recorder &&
+          $(status_field "$child" Seccomp) == 2 ]]; then
+      RECORDER_PID=$child
+      return 0
+    fi
+  done
+  return 1
+}
+wait_for 20 "the embedded recorder's lock-down" locked_recorder
 
 # --- users, no_new_privs, seccomp ------------------------------------------------------------
 for pid in "$FRONT_PID" "$RECORDER_PID"; do
