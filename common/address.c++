@@ -29,6 +29,16 @@ bool SocketAddress::isLoopback() const {
   return family() == AF_UNIX;
 }
 
+bool SocketAddress::isUnspecified() const {
+  if (family() == AF_INET) {
+    return reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr.s_addr == INADDR_ANY;
+  }
+  if (family() == AF_INET6) {
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr);
+  }
+  return false;
+}
+
 kj::String SocketAddress::toString() const {
   char text[INET6_ADDRSTRLEN] = "";
   if (family() == AF_INET) {

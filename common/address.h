@@ -16,6 +16,8 @@ struct SocketAddress {
   const struct sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
   uint16_t port() const;
   bool isLoopback() const;
+  // 0.0.0.0 or :: (which connect() takes for this machine).
+  bool isUnspecified() const;
   // "127.0.0.1:80", "[::1]:80" or "unix:/path".
   kj::String toString() const;
 

@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "front/backend-connector.h"
+#include "front/backend-tls.h"
 #include "front/cert-store.h"
 
 namespace tlstap {
@@ -36,6 +37,16 @@ Connection::Connection(Worker& worker, kj::AutoCloseFd client, const SocketAddre
 Connection::~Connection() noexcept(false) {}
 
 kj::String Connection::who() const { return kj::str("client ", peer.toString()); }
+
+kj::String Connection::backendWho() const {
+  return kj::str("backend ", backendAddress.toString(), " (", backendName(), ")");
+}
+
+kj::StringPtr Connection::backendName() const {
+  KJ_IF_MAYBE(sni, hello.sni) return *sni;
+  KJ_IF_MAYBE(fallback, context.noSni) return *fallback;
+  return context.backendHostName;
+}
 
 template <void (Connection::*method)()>
 void Connection::boundary(evutil_socket_t, short, void* arg) {
@@ -69,7 +80,9 @@ void Connection::onSocketReady() {
   // Each stage retries its own step; a readiness meant for an earlier stage is harmless.
   switch (stage) {
     case Stage::PEEKING: peekHello(); break;
+    case Stage::RESOLVING: break;
     case Stage::CONNECTING: backendConnected(); break;
+    case Stage::BACKEND_HANDSHAKING: continueBackendHandshake(); break;
     case Stage::HANDSHAKING: continueHandshake(); break;
     case Stage::RELAYING: pumpRelay(); break;
     case Stage::DONE: break;
@@ -79,10 +92,20 @@ void Connection::onSocketReady() {
 void Connection::onTimer() {
   if (stage != Stage::RELAYING) {
     static const char* const STAGES[] = {"waiting for the ClientHello",
-                                         "connecting to the backend", "in the TLS handshake"};
-    logInfo(who(), ": handshake timeout after ", context.handshakeTimeoutSeconds, " s (",
-            STAGES[int(stage)], ")");
-    close(false, nullptr);
+                                         "resolving the backend's name",
+                                         "connecting to the backend",
+                                         "in the TLS handshake with the backend",
+                                         "in the TLS handshake"};
+    auto why = kj::str("handshake timeout after ", context.handshakeTimeoutSeconds, " s (",
+                       STAGES[int(stage)], ")");
+    if (stage == Stage::RESOLVING || stage == Stage::CONNECTING ||
+        stage == Stage::BACKEND_HANDSHAKING) {
+      // The client is still waiting for our answer to its ClientHello: tell it why it ends.
+      refuse(TLS_ALERT_INTERNAL_ERROR, why);
+    } else {
+      logInfo(who(), ": ", why);
+      close(false, nullptr);
+    }
     return;
   }
   int64_t idleUs = monotonicUs() - lastActivityUs;
@@ -170,9 +193,23 @@ void Connection::chooseCertificate() {
 }
 
 void Connection::connectBackend() {
-  backendAddress = withPort(context.backendHost, route.forwardPort);
+  // Where this connection goes: --connect HOST on the route's FORWARD port, or, routing by SNI,
+  // the next address its name resolved to.
+  KJ_IF_MAYBE(host, context.backendHost) {
+    backendAddress = withPort(*host, route.forwardPort);
+  } else if (nextRouteAddress < routeAddresses.size()) {
+    backendAddress = withPort(routeAddresses[nextRouteAddress++], route.forwardPort);
+  } else {
+    resolveBackend();
+    return;
+  }
+  startBackendConnect();
+}
+
+void Connection::startBackendConnect() {
   int error = startConnect(backendAddress, backendFd);
   if (error != 0) {
+    if (connectNextAddress(error)) return;
     refuse(TLS_ALERT_INTERNAL_ERROR,
            kj::str("cannot connect to backend ", backendAddress.toString(), ": ", strerror(error)));
     return;
@@ -187,21 +224,120 @@ void Connection::connectBackend() {
   backendWritable.want(true);
 }
 
+kj::StringPtr Connection::routeName() const {
+  KJ_IF_MAYBE(sni, hello.sni) return *sni;
+  return KJ_ASSERT_NONNULL(context.noSni);
+}
+
+void Connection::resolveBackend() {
+  auto name = routeName();
+  KJ_IF_MAYBE(why, routableNameError(name)) {
+    refuse(TLS_ALERT_UNRECOGNIZED_NAME, kj::str("not routing '", name, "': ", *why));
+    return;
+  }
+  stage = Stage::RESOLVING;
+  lookup = KJ_ASSERT_NONNULL(worker.resolver()).lookUp(name, [this](DnsAnswer&& answer) {
+    dnsAnswer = kj::mv(answer);
+    boundary<&Connection::onResolved>(-1, 0, this);
+  });
+}
+
+void Connection::onResolved() {
+  auto answer = kj::mv(KJ_ASSERT_NONNULL(dnsAnswer));
+  dnsAnswer = nullptr;
+  auto name = routeName();
+  if (answer.addresses.size() == 0) {
+    refuse(answer.nameUnknown ? TLS_ALERT_UNRECOGNIZED_NAME : TLS_ALERT_INTERNAL_ERROR,
+           kj::str("cannot resolve '", name, "': ", answer.error));
+    return;
+  }
+  SocketAddress front;
+  front.length = sizeof(front.storage);
+  getsockname(clientFd.get(), reinterpret_cast<sockaddr*>(&front.storage), &front.length);
+  routeAddresses = routableAddresses(answer.addresses, front, route.forwardPort);
+  auto found = KJ_MAP(address, answer.addresses) {
+    return withPort(address, route.forwardPort).toString();
+  };
+  if (routeAddresses.size() == 0) {
+    refuse(TLS_ALERT_INTERNAL_ERROR,
+           kj::str("not routing '", name, "': it resolves only to this front itself or to an "
+                   "unspecified address (", kj::strArray(found, ", "), ")"));
+    return;
+  }
+  logDebug(who(), ": '", name, "' resolves to ", kj::strArray(found, ", "));
+  connectBackend();
+}
+
+// SNI routing: when one address of the name cannot be connected to, the next one is tried.
+bool Connection::connectNextAddress(int error) {
+  if (nextRouteAddress >= routeAddresses.size()) return false;
+  logDebug(who(), ": cannot connect to backend ", backendAddress.toString(), ": ",
+           strerror(error), "; trying the next address");
+  backendReadable = EventHandle();
+  backendWritable = EventHandle();
+  backendFd = nullptr;
+  connectBackend();
+  return true;
+}
+
 void Connection::backendConnected() {
   int error = connectResult(backendFd.get());
   if (error == EINPROGRESS || error == EALREADY) return;
   if (error != 0) {
+    if (connectNextAddress(error)) return;
     refuse(TLS_ALERT_INTERNAL_ERROR,
            kj::str("cannot connect to backend ", backendAddress.toString(), ": ", strerror(error)));
     return;
   }
   backendWritable.want(false);
   logDebug(who(), ": connected to backend ", backendAddress.toString());
-  startHandshake();
+  if (context.backendTls == nullptr) {
+    startHandshake();
+  } else {
+    startBackendHandshake();
+  }
+}
+
+void Connection::startBackendHandshake() {
+  auto& config = KJ_ASSERT_NONNULL(context.backendTls);
+  backendTls = newBackendSession(config, backendFd.get(), backendName(), hello.alpn);
+  stage = Stage::BACKEND_HANDSHAKING;
+  continueBackendHandshake();
+}
+
+void Connection::continueBackendHandshake() {
+  auto& session = *KJ_ASSERT_NONNULL(backendTls);
+  TlsResult result = {TlsStatus::AGAIN, 0};
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { result = session.handshake(); })) {
+    session.sendAlertForFailure();
+    refuse(TLS_ALERT_HANDSHAKE_FAILURE,
+           kj::str(backendWho(), ": ", exception->getDescription()));
+    return;
+  }
+  switch (result.status) {
+    case TlsStatus::DONE:
+      backendReadable.want(false);
+      backendWritable.want(false);
+      // The client is offered exactly what the backend chose, or no ALPN if it chose none.
+      backendAlpn = session.negotiatedAlpn();
+      alpnOffer = backendAlpn;
+      logDebug(who(), ": ", backendWho(), ": ", session.version(), " ", session.cipher(),
+               backendAlpn.size() > 0 ? kj::str(" ALPN ", backendAlpn) : kj::str(""));
+      startHandshake();
+      return;
+    case TlsStatus::AGAIN:
+      backendReadable.want(!session.wantsWrite());
+      backendWritable.want(session.wantsWrite());
+      return;
+    case TlsStatus::END:
+      refuse(TLS_ALERT_HANDSHAKE_FAILURE,
+             kj::str(backendWho(), ": closed the connection during the TLS handshake"));
+      return;
+  }
 }
 
 void Connection::startHandshake() {
-  tls = kj::heap<TlsSession>(context.tls, credentials, clientFd.get(), alpnOffer);
+  tls = newServerSession(context.tls, credentials, clientFd.get(), alpnOffer);
   stage = Stage::HANDSHAKING;
   continueHandshake();
 }
@@ -238,12 +374,13 @@ void Connection::startRelay() {
   FlowInfo info;
   info.client = peer;
   // DESIGN.md: with --connect the capture shows the address the client connected to as the
-  // server (the backend is an implementation detail behind the front); SNI routing will show
-  // the resolved upstream instead.
+  // server (the backend is an implementation detail behind the front); SNI routing shows the
+  // resolved upstream. The recorder writes PCAPPORT as the port either way.
   info.server = backendAddress;
   struct sockaddr_storage local;
   socklen_t length = sizeof(local);
-  if (getsockname(clientFd.get(), reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+  if (context.backendHost != nullptr &&
+      getsockname(clientFd.get(), reinterpret_cast<sockaddr*>(&local), &length) == 0) {
     info.server = SocketAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&local), length);
   }
   info.pcapPort = route.pcapPort;
@@ -263,8 +400,15 @@ void Connection::startRelay() {
     recording = *opened;
     flow = kj::mv(opened);
   }
-  relay = kj::heap<Relay>(session, backendFd.get(), recording, worker.scratch(),
-                          RELAY_BUFFER_BYTES);
+  RelayStream* backend;
+  KJ_IF_MAYBE(backendSession, backendTls) {
+    backend = backendSession->get();
+  } else {
+    auto plain = kj::heap<PlainStream>(backendFd.get(), "backend");
+    backend = plain.get();
+    backendPlain = kj::mv(plain);
+  }
+  relay = kj::heap<Relay>(session, *backend, recording, worker.scratch(), RELAY_BUFFER_BYTES);
   lastActivityUs = monotonicUs();
   timer.remove();
   if (context.idleTimeoutSeconds > 0) timer.addSeconds(context.idleTimeoutSeconds);
@@ -351,6 +495,9 @@ void Connection::close(bool reset, kj::Maybe<Side> resetBy) noexcept {
     relay = nullptr;
     flow = nullptr;
     tls = nullptr;
+    lookup = nullptr;
+    backendTls = nullptr;
+    backendPlain = nullptr;
     clientReadable = EventHandle();
     clientWritable = EventHandle();
     backendReadable = EventHandle();

@@ -1,11 +1,17 @@
 // One proxied connection, from accept to close:
 //
-//   PEEKING      recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without consuming
-//   CONNECTING   certificate chosen for the name; non-blocking connect to the backend
-//   HANDSHAKING  GnuTLS server handshake with that certificate
-//   RELAYING     the Relay moves plaintext both ways; the recording sees every byte
+//   PEEKING              recv(MSG_PEEK) until the whole ClientHello is in (SNI, ALPN), without
+//                        consuming it
+//   RESOLVING            without --connect: the name looked up in DNS (routing by SNI)
+//   CONNECTING           certificate chosen for the name; non-blocking connect to the backend
+//   BACKEND_HANDSHAKING  (re-encrypting, no --terminate) TLS client handshake with the backend,
+//                        forwarding the client's SNI and ALPN; the backend's ALPN choice is what
+//                        the client will be offered (DESIGN.md, "Findings")
+//   HANDSHAKING          GnuTLS server handshake with that certificate
+//   RELAYING             the Relay moves plaintext both ways; the recording sees every byte
 //
-// The first three stages share the handshake timeout; relaying has the idle timeout. Every
+// Until the client's handshake starts, a failure is answered with a fatal alert (refuse()). The
+// stages before RELAYING share the handshake timeout; relaying has the idle timeout. Every
 // libevent callback enters through one boundary that catches any exception and closes this
 // connection only.
 #pragma once
@@ -19,7 +25,9 @@
 #include "common/address.h"
 #include "front/client-hello.h"
 #include "common/event-handle.h"
+#include "front/dns-resolver.h"
 #include "front/flow-recorder.h"
+#include "front/plain-stream.h"
 #include "front/relay.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
@@ -38,7 +46,9 @@ public:
   void stop();
 
 private:
-  enum class Stage { PEEKING, CONNECTING, HANDSHAKING, RELAYING, DONE };
+  enum class Stage {
+    PEEKING, RESOLVING, CONNECTING, BACKEND_HANDSHAKING, HANDSHAKING, RELAYING, DONE
+  };
 
   Worker& worker;
   const FrontContext& context;
@@ -51,7 +61,11 @@ private:
   ClientHelloInfo hello;
   gnutls_certificate_credentials_t credentials = nullptr;
   kj::StringPtr alpnOffer;
+  kj::String backendAlpn;  // the protocol the TLS backend chose, offered to the client
   SocketAddress backendAddress;
+  // SNI routing: the addresses the name resolved to, tried in turn until one connects.
+  kj::Array<SocketAddress> routeAddresses;
+  size_t nextRouteAddress = 0;
   uint64_t lastActivity = 0;    // Relay::activity() when the idle clock was last restarted
   int64_t lastActivityUs = 0;   // monotonic time of that
 
@@ -65,7 +79,11 @@ private:
   EventHandle backendWritable;
   EventHandle timer;
   EventHandle wake;
-  kj::Maybe<kj::Own<TlsSession>> tls;
+  kj::Maybe<kj::Own<DnsLookup>> lookup;
+  kj::Maybe<DnsAnswer> dnsAnswer;  // handed from the lookup's callback to onResolved()
+  kj::Maybe<kj::Own<TlsSession>> tls;         // with the client
+  kj::Maybe<kj::Own<TlsSession>> backendTls;  // with the backend, when re-encrypting
+  kj::Maybe<kj::Own<PlainStream>> backendPlain;  // with the backend, with --terminate
   kj::Maybe<kj::Own<RecordedFlow>> flow;
   kj::Maybe<kj::Own<Relay>> relay;
 
@@ -79,7 +97,14 @@ private:
   void peekHello();
   void chooseCertificate();
   void connectBackend();
+  kj::StringPtr routeName() const;
+  void resolveBackend();
+  void onResolved();
+  bool connectNextAddress(int error);
+  void startBackendConnect();
   void backendConnected();
+  void startBackendHandshake();
+  void continueBackendHandshake();
   void startHandshake();
   void continueHandshake();
   void startRelay();
@@ -96,6 +121,10 @@ private:
   void closeRecording(kj::Maybe<Side> resetBy) noexcept;
   void setClientLowWater(int bytes);
   kj::String who() const;
+  kj::String backendWho() const;
+  // The name the backend is asked for (SNI) and must prove (its certificate): the client's SNI,
+  // else the --nosni name, else the --connect host.
+  kj::StringPtr backendName() const;
 };
 
 }  // namespace tlstap

@@ -174,7 +174,9 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
   });
   parser.addFlag("terminate", 0, "forward plaintext to the backend (no TLS towards it)",
                  [o]() { o->terminate = true; });
-  parser.addOption("connect", 0, "HOST", "forward every connection to HOST (port FORWARD)",
+  parser.addOption("connect", 0, "HOST",
+                   "forward every connection to HOST (port FORWARD); without it, to the host "
+                   "the ClientHello names (SNI, or --nosni), resolved by DNS",
                    [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
     KJ_IF_MAYBE(error, checkHost(value)) return kj::mv(*error);
     return setOnce(o->connectHost, value);
@@ -293,15 +295,23 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
                    [o](kj::StringPtr value) { return setOnce(o->backendCa, value); });
   parser.addFlag("insecure", 0, "do not verify backend certificates",
                  [o]() { o->insecure = true; });
-  parser.addOption("dns", 0, "IP[:PORT]", "resolver for SNI host names (port 53 by default)",
+  parser.addOption("dns", 0, "IP[:PORT]",
+                   "DNS server for routing by SNI (port 53 by default; default: the nameservers "
+                   "of /etc/resolv.conf)",
                    [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
     if (o->dns != nullptr) return kj::str("given twice");
     SocketAddress address;
-    if (parseIp(value, 53, address)) {
-      o->dns = address;
-      return nullptr;
+    if (!parseIp(value, 53, address)) {
+      KJ_IF_MAYBE(error, parseIpPort(value, address)) {
+        // A bad port is worth naming; anything else is not of the form at all.
+        if (error->endsWith("is not a port (1-65535)")) return kj::mv(*error);
+        return kj::str("'", value, "' is not an IP address with an optional port (IP[:PORT], "
+                       "[IPv6]:PORT)");
+      }
     }
-    KJ_IF_MAYBE(error, parseIpPort(value, address)) return kj::mv(*error);
+    if (address.isUnspecified()) {
+      return kj::str("'", value, "' is not a DNS server (the unspecified address)");
+    }
     o->dns = address;
     return nullptr;
   });
@@ -382,13 +392,9 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     return kj::str(options.insecure ? "--insecure" : "--backend-ca",
                    ": with --terminate the backend is plain TCP, nothing to verify");
   }
-  if (!options.terminate) {
-    return kj::str("without --terminate (re-encrypting to the backend with TLS) is not "
-                   "supported yet; give --terminate");
-  }
-  if (options.connectHost == nullptr) {
-    return kj::str("--terminate needs --connect HOST for now (routing by SNI is not supported "
-                   "yet)");
+  // --dns only matters when routing by SNI; with --connect it would be silently unused.
+  if (options.dns != nullptr && options.connectHost != nullptr) {
+    return kj::str("--dns: only used when routing by SNI; not with --connect HOST");
   }
 
   // Parsed for later issues; refused until they exist rather than silently ignored.
@@ -402,7 +408,6 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
       {options.certHttpPort != nullptr, "--certhttp"},
       {options.caCommonName != nullptr, "--cn"},
       {options.caDir != nullptr, "--cadir"},
-      {options.dns != nullptr, "--dns"},
   };
   for (auto& p : pending) {
     if (p.given) return kj::str(p.option, ": not supported yet");

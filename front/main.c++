@@ -18,7 +18,9 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "front/backend-connector.h"
+#include "front/backend-tls.h"
 #include "front/cert-store.h"
+#include "front/dns-resolver.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
 #include "front/listener.h"
@@ -32,7 +34,7 @@ namespace {
 
 constexpr const char* PROGRAM = "tlstap-front";
 constexpr const char* SYNOPSIS =
-    "--terminate --connect HOST -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
+    "[--terminate] [--connect HOST | --dns IP[:PORT]] -p [IP,]LISTEN,PCAPPORT[,FORWARD] "
     "--servercert NAME:FILE[:PASSWORD] (-o DIR | -w FILE | --pcapoverip PORT | --recorder ADDR)";
 
 // One event_base, freed on exit.
@@ -231,10 +233,28 @@ int run(int argc, char** argv) {
   // Nor in the environment the embedded recorder is started with.
   certs.forgetPasswordVariables();
 
-  SocketAddress backendHost;
-  auto& connectHost = KJ_ASSERT_NONNULL(options.connectHost);
-  KJ_IF_MAYBE(error, resolveBackendHost(connectHost, backendHost)) {
-    exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+  kj::Maybe<SocketAddress> backendHost;
+  kj::StringPtr connectHost;  // empty when routing by SNI
+  KJ_IF_MAYBE(host, options.connectHost) {
+    connectHost = *host;
+    SocketAddress resolved;
+    KJ_IF_MAYBE(error, resolveBackendHost(*host, resolved)) {
+      exitWithUsageError(PROGRAM, kj::str("--connect: ", *error));
+    }
+    backendHost = resolved;
+  }
+
+  // Re-encrypting: the backend's trust anchors are read now, before the sandbox, once for every
+  // connection.
+  BackendTlsConfig backendTlsConfig;
+  kj::Maybe<const BackendTlsConfig&> backendTls;
+  if (!options.terminate) {
+    kj::Maybe<kj::StringPtr> caFile;
+    KJ_IF_MAYBE(file, options.backendCa) caFile = kj::StringPtr(*file);
+    KJ_IF_MAYBE(error, backendTlsConfig.init(caFile, options.insecure)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    backendTls = backendTlsConfig;
   }
 
   kj::Maybe<kj::Own<TlsServerConfig>> tlsConfig;
@@ -251,6 +271,22 @@ int run(int argc, char** argv) {
 
   EventBase base;
   KjOnLibevent kj(base.get());
+
+  // SNI routing: the resolver reads its configuration and opens its sockets now, before the
+  // sandbox. Declared before the worker, whose connections hold lookups, so it outlives them.
+  kj::Maybe<kj::Own<DnsResolver>> resolver;
+  if (backendHost == nullptr) {
+    DnsSettings dns;
+    dns.server = options.dns;
+    // Half the handshake timeout (at most 5 s) leaves the connect and the handshake their share.
+    dns.timeoutMs = kj::min(options.handshakeTimeoutSeconds * 500, 5000u);
+    kj::Own<DnsResolver> opened;
+    KJ_IF_MAYBE(error, DnsResolver::open(base.get(), dns, opened)) {
+      exitWithUsageError(PROGRAM, kj::str(options.dns == nullptr ? "routing by SNI: " : "--dns: ",
+                                          *error));
+    }
+    resolver = kj::mv(opened);
+  }
 
   // Declared before the client that uses its link, so it is destroyed after it.
   EmbeddedRecorder embedded;
@@ -289,13 +325,23 @@ int run(int argc, char** argv) {
 
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
-  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost,
-                       options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+  FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost, connectHost,
+                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
   Worker worker(base.get(), context, recorder, options.maxConnections);
+  KJ_IF_MAYBE(dns, resolver) worker.setResolver(**dns);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   acceptor.start();
-  logInfo("terminating TLS on ", options.ports.size(), " port(s), forwarding to ", connectHost);
+  auto target = resolver == nullptr
+      ? kj::str(connectHost)
+      : kj::str("the host each SNI names (routing by SNI, DNS: ",
+                KJ_ASSERT_NONNULL(resolver)->description(), ")");
+  logInfo("terminating TLS on ", options.ports.size(), " port(s), ",
+          options.terminate ? "forwarding plaintext to " : "re-encrypting to ", target);
+  if (!options.terminate && options.insecure) {
+    logWarning("--insecure: backend certificates are not verified; whoever sits between this "
+               "host and the backend can read and change the traffic");
+  }
   if (options.threads > 1) {
     // The connection path keeps its per-loop state in Worker, ready for one loop per thread.
     logDebug("--threads ", options.threads, ": one event loop for now");

@@ -1,14 +1,16 @@
-// The two-way relay of one established connection: plaintext from the TLS client to the backend
-// socket and back, every byte handed to the flow's recording at the moment it is read.
+// The two-way relay of one established connection: plaintext from the client's TLS session to
+// the backend (a plain socket, or a TLS session when re-encrypting) and back, every byte handed to
+// the flow's recording at the moment it is read.
 //
 // It is a state machine driven by the connection's event callbacks: pump() moves whatever the
 // sockets, the two bounded buffers and the record queue allow, then wants() says which socket
 // readiness would let it move more. Backpressure falls out of that: a side is not read while the
 // other side's buffer is full or the record queue is over its bound.
 //
-// Half-close is passed on: client close_notify/EOF -> shutdown(SHUT_WR) to the backend; backend
-// EOF -> close_notify (and FIN) to the client. The relay is finished when both directions are,
-// or at once when either side resets or fails (an abort, reported with the side at fault).
+// Half-close is passed on the same way both ways: the end of one side's stream (close_notify or
+// EOF) -> close_notify, if that side speaks TLS, and a FIN to the other side. The relay is
+// finished when both directions are, or at once when either side resets or fails (an abort,
+// reported with the side at fault).
 #pragma once
 
 #include <stdint.h>
@@ -18,7 +20,7 @@
 #include "common/side.h"
 #include "front/flow-recorder.h"
 #include "front/relay-buffer.h"
-#include "front/tls-session.h"
+#include "front/relay-stream.h"
 
 namespace tlstap {
 
@@ -33,7 +35,7 @@ class Relay {
 public:
   // `scratch` is the worker's read buffer, shared by all its connections (only used during
   // pump()). `bufferBytes` bounds each direction's unwritten bytes.
-  Relay(TlsSession& client, int backendFd, kj::Maybe<RecordedFlow&> flow,
+  Relay(RelayStream& client, RelayStream& backend, kj::Maybe<RecordedFlow&> flow,
         kj::ArrayPtr<kj::byte> scratch, size_t bufferBytes);
   KJ_DISALLOW_COPY(Relay);
 
@@ -49,56 +51,60 @@ public:
   kj::Maybe<Side> abortedBy() const { return aborted; }
   kj::StringPtr abortReason() const { return reason; }
 
-  uint64_t bytesFrom(Side side) const { return side == Side::CLIENT ? fromClient : fromBackend; }
+  uint64_t bytesFrom(Side side) const { return end(side).bytesRead; }
   // Changes whenever anything happens on the connection; the idle timer compares it.
   uint64_t activity() const { return events; }
 
 private:
   enum class Wait : uint8_t { NONE, READ, WRITE };
 
-  TlsSession& client;
-  int backend;
+  // One side of the relay and the state of the calls made on it.
+  struct End {
+    End(RelayStream& stream, Side side, size_t bufferBytes)
+        : stream(stream), side(side), outgoing(bufferBytes) {}
+    RelayStream& stream;
+    Side side;
+    RelayBuffer outgoing;  // read from the other side, not yet written to this one
+
+    Wait recvWait = Wait::NONE;  // an interrupted recv, and what it waits for
+    Wait sendWait = Wait::NONE;  // an interrupted send, flush or bye
+    // Set when a call in this pump() found the socket not ready; cleared at the start of each
+    // pump.
+    bool recvAgain = false;
+    bool sendAgain = false;
+    bool ended = false;   // its stream ended: close_notify or EOF read from it
+    bool closed = false;  // our direction to it ended: close_notify (if TLS) and FIN sent
+    uint64_t bytesRead = 0;
+
+    kj::StringPtr name() const { return side == Side::CLIENT ? "client" : "backend"; }
+    Wait waitFor() const { return stream.wantsWrite() ? Wait::WRITE : Wait::READ; }
+  };
+
+  End clientEnd;
+  End backendEnd;
   kj::Maybe<RecordedFlow&> flow;
   kj::ArrayPtr<kj::byte> scratch;
-  RelayBuffer toBackend;  // read from the client, not yet written to the backend
-  RelayBuffer toClient;   // read from the backend, not yet written to the client
-
-  Wait clientRecvWait = Wait::NONE;  // an interrupted gnutls_record_recv, and what it waits for
-  Wait clientSendWait = Wait::NONE;  // an interrupted gnutls_record_send or gnutls_bye
-  bool backendRecvBlocked = false;
-  bool backendSendBlocked = false;
-  // Set when a call in this pump() found its socket not ready; cleared at the start of each pump.
-  bool clientRecvAgain = false;
-  bool clientSendAgain = false;
-  bool backendRecvAgain = false;
-  bool backendSendAgain = false;
-
-  bool clientEnded = false;    // close_notify or EOF read from the client
-  bool backendEnded = false;   // EOF read from the backend
-  bool backendShutDown = false;  // shutdown(SHUT_WR) sent to the backend
-  bool clientClosed = false;   // close_notify (and FIN) sent to the client
   kj::Maybe<Side> aborted;
   kj::String reason;
-
-  uint64_t fromClient = 0;
-  uint64_t fromBackend = 0;
   uint64_t events = 0;
 
-  bool recordingFull() const;
-  bool canReadClient() const;
-  bool canReadBackend() const;
-  Wait clientWait() const;
+  const End& end(Side side) const { return side == Side::CLIENT ? clientEnd : backendEnd; }
+  End& other(End& e) { return &e == &clientEnd ? backendEnd : clientEnd; }
+  const End& other(const End& e) const { return &e == &clientEnd ? backendEnd : clientEnd; }
 
-  bool flushToBackend(size_t& moved);
-  bool flushToClient(size_t& moved);
-  bool flushClientOutput();
-  bool readClient(size_t& moved);
-  bool readBackend(size_t& moved);
-  bool endDirections();
+  bool recordingFull() const;
+  bool canRead(const End& from) const;
+  void wantsOf(const End& e, bool& read, bool& write) const;
+
+  bool flush(End& to, size_t& moved);
+  bool flushPending(End& to);
+  bool read(End& from, size_t& moved);
+  bool endDirection(End& to);
   void abort(Side side, kj::StringPtr why);
-  // Runs one TLS call; on failure aborts the relay (as the client's doing) and returns nullptr.
+  // Runs one call on `e`'s stream; on failure aborts the relay (as that side's doing) and returns
+  // nullptr.
   template <typename Call>
-  kj::Maybe<TlsResult> clientCall(Call&& call);
+  kj::Maybe<TlsResult> callOn(End& e, Call&& call);
 };
 
 }  // namespace tlstap

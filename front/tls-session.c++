@@ -74,28 +74,35 @@ TlsServerConfig::~TlsServerConfig() noexcept {
   if (priorityCache != nullptr) gnutls_priority_deinit(priorityCache);
 }
 
-TlsSession::TlsSession(const TlsServerConfig& config,
-                       gnutls_certificate_credentials_t credentials, int fd, kj::StringPtr alpn)
-    : socket(fd), alpnOffer(kj::heapString(alpn)) {
-  int rc = gnutls_init(&session, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+TlsSession::TlsSession(unsigned role, int fd, kj::StringPtr peer) : socket(fd), peer(peer) {
+  int rc = gnutls_init(&session, role | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
   if (rc < 0) {
     session = nullptr;
     throwTls(kj::Exception::Type::FAILED, "gnutls_init", gnutls_strerror(rc));
   }
-  rc = gnutls_priority_set(session, config.priority());
-  if (rc >= 0) rc = gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials);
-  if (rc >= 0) rc = gnutls_session_ticket_enable_server(session, &config.ticketKey());
-  if (rc >= 0 && alpnOffer.size() > 0) {
-    gnutls_datum_t protocol = {reinterpret_cast<unsigned char*>(alpnOffer.begin()),
-                               static_cast<unsigned>(alpnOffer.size())};
-    rc = gnutls_alpn_set_protocols(session, &protocol, 1, GNUTLS_ALPN_SERVER_PRECEDENCE);
-  }
-  if (rc < 0) throwTls(kj::Exception::Type::FAILED, "TLS session set-up", gnutls_strerror(rc));
   // Our own transport functions so that the errno of a failed recv/send survives until we
   // classify the error (a reset is the peer's doing, anything else is a failure).
   gnutls_transport_set_ptr(session, this);
   gnutls_transport_set_pull_function(session, &TlsSession::pull);
   gnutls_transport_set_vec_push_function(session, &TlsSession::vecPush);
+}
+
+kj::Own<TlsSession> newServerSession(const TlsServerConfig& config,
+                                     gnutls_certificate_credentials_t credentials, int fd,
+                                     kj::StringPtr alpn) {
+  auto tls = kj::heap<TlsSession>(GNUTLS_SERVER, fd, "client");
+  auto session = tls->handle();
+  int rc = gnutls_priority_set(session, config.priority());
+  if (rc >= 0) rc = gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials);
+  if (rc >= 0) rc = gnutls_session_ticket_enable_server(session, &config.ticketKey());
+  if (rc >= 0 && alpn.size() > 0) {
+    // GnuTLS copies the protocol names.
+    gnutls_datum_t protocol = {reinterpret_cast<unsigned char*>(const_cast<char*>(alpn.begin())),
+                               static_cast<unsigned>(alpn.size())};
+    rc = gnutls_alpn_set_protocols(session, &protocol, 1, GNUTLS_ALPN_SERVER_PRECEDENCE);
+  }
+  if (rc < 0) throwTls(kj::Exception::Type::FAILED, "TLS session set-up", gnutls_strerror(rc));
+  return tls;
 }
 
 TlsSession::~TlsSession() noexcept {
@@ -175,7 +182,7 @@ bool TlsSession::drainOrThrow(const char* what) {
   }
   failure = GNUTLS_E_PUSH_ERROR;  // nothing to answer with an alert: the transport is broken
   if (isResetErrno(error)) {
-    throwTls(kj::Exception::Type::DISCONNECTED, what, "connection reset by client");
+    throwTls(kj::Exception::Type::DISCONNECTED, what, kj::str("connection reset by ", peer));
   }
   throwTls(kj::Exception::Type::FAILED, what, strerror(error));
 }
@@ -204,7 +211,7 @@ TlsResult TlsSession::call(const char* what, Call&& gnutlsCall) {
       case GNUTLS_E_PULL_ERROR:
         failure = int(rc);
         if (isResetErrno(lastErrno)) {
-          throwTls(kj::Exception::Type::DISCONNECTED, what, "connection reset by client");
+          throwTls(kj::Exception::Type::DISCONNECTED, what, kj::str("connection reset by ", peer));
         }
         throwTls(kj::Exception::Type::FAILED, what,
                  lastErrno != 0 ? strerror(lastErrno) : gnutls_strerror(rc));
@@ -213,8 +220,11 @@ TlsResult TlsSession::call(const char* what, Call&& gnutlsCall) {
         failure = int(rc);
         if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
           throwTls(kj::Exception::Type::FAILED, what,
-                   kj::str("client sent fatal alert: ",
+                   kj::str(peer, " sent fatal alert: ",
                            gnutls_alert_get_name(gnutls_alert_get(session))));
+        }
+        if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+          throwTls(kj::Exception::Type::FAILED, what, verificationFailure());
         }
         throwTls(kj::Exception::Type::FAILED, what, gnutls_strerror(rc));
     }
@@ -275,8 +285,24 @@ TlsResult TlsSession::bye() {
   return call("TLS close", [&]() -> ssize_t { return gnutls_bye(session, GNUTLS_SHUT_WR); });
 }
 
+kj::String TlsSession::verificationFailure() const {
+  unsigned status = gnutls_session_get_verify_cert_status(session);
+  gnutls_datum_t text = {nullptr, 0};
+  if (status == 0 || gnutls_certificate_verification_status_print(
+                         status, gnutls_certificate_type_get(session), &text, 0) < 0) {
+    return kj::str("certificate verification failed");
+  }
+  kj::StringPtr printed(reinterpret_cast<const char*>(text.data), text.size);
+  while (printed.size() > 0 && printed[printed.size() - 1] == ' ') {
+    printed = kj::StringPtr(printed.begin(), printed.size() - 1);
+  }
+  auto result = kj::str("certificate verification failed: ", printed);
+  gnutls_free(text.data);
+  return result;
+}
+
 void TlsSession::sendAlertForFailure() {
-  // Transport errors and alerts from the client leave nothing worth answering.
+  // Transport errors and alerts from the peer leave nothing worth answering.
   if (failure == 0 || failure == GNUTLS_E_PUSH_ERROR || failure == GNUTLS_E_PULL_ERROR ||
       failure == GNUTLS_E_FATAL_ALERT_RECEIVED) {
     return;

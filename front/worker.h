@@ -18,8 +18,10 @@
 
 namespace tlstap {
 
+class BackendTlsConfig;
 class CertStore;
 class Connection;
+class DnsResolver;
 class TlsServerConfig;
 
 // Set up by main() before the loop runs; read-only afterwards.
@@ -27,7 +29,10 @@ struct FrontContext {
   const CertStore& certs;
   const TlsServerConfig& tls;
   kj::Maybe<kj::StringPtr> noSni;  // the name a ClientHello without SNI is taken to ask for
-  SocketAddress backendHost;       // --connect HOST; each route supplies the port
+  kj::Maybe<SocketAddress> backendHost;  // --connect HOST (each route supplies the port);
+                                         // nullptr: route by SNI through the worker's resolver
+  kj::StringPtr backendHostName;   // --connect HOST as given
+  kj::Maybe<const BackendTlsConfig&> backendTls;  // re-encrypting; nullptr with --terminate
   uint32_t handshakeTimeoutSeconds;
   uint32_t idleTimeoutSeconds;
 };
@@ -48,6 +53,9 @@ public:
   event_base* base() const { return eventBase; }
   const FrontContext& context() const { return frontContext; }
   kj::Maybe<FlowRecorder&> recorder() { return flowRecorder; }
+  // SNI routing: this loop's resolver, set up by main() before the loop runs.
+  kj::Maybe<DnsResolver&> resolver() { return dnsResolver; }
+  void setResolver(DnsResolver& resolver) { dnsResolver = resolver; }
   // A read buffer shared by this worker's connections, only used within one callback.
   kj::ArrayPtr<kj::byte> scratch() { return scratchBuffer; }
 
@@ -71,6 +79,7 @@ private:
   event_base* eventBase;
   const FrontContext& frontContext;
   kj::Maybe<FlowRecorder&> flowRecorder;
+  kj::Maybe<DnsResolver&> dnsResolver;
   uint32_t maxConnections;
   kj::Array<kj::byte> scratchBuffer;
   std::unordered_map<Connection*, kj::Own<Connection>> connections;

@@ -8,8 +8,8 @@ packages=(
   cmake g++ make pkg-config capnproto libcapnp-dev libgnutls28-dev libevent-dev
   libseccomp-dev libpcap-dev libgtest-dev libgmock-dev
   # tests and demo: real peers and a real pcap reader
-  tshark gnutls-bin openssl curl nginx-light python3 netcat-openbsd socat mandoc iproute2
-  procps psmisc
+  tshark gnutls-bin openssl curl nginx-light nghttp2-server python3 netcat-openbsd socat mandoc
+  iproute2 procps psmisc dnsmasq-base
 )
 if [ "${TLSTAP_BENCH:-0}" = 1 ]; then
   packages+=(hitch haproxy wrk nghttp2-client)

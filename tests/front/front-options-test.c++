@@ -197,7 +197,15 @@ TEST(FrontOptions, BadValuesNameTheOption) {
   EXPECT_ERROR("--recorder: 'unix:': empty socket path", "--recorder", "unix:");
   EXPECT_ERROR("--recorder: 'recorder': expected HOST:PORT", "--recorder", "recorder");
   EXPECT_ERROR("--recorder-down: 'drop': expected block or pass", "--recorder-down", "drop");
-  EXPECT_ERROR("--dns: 'resolver': expected HOST:PORT", "--dns", "resolver");
+  EXPECT_ERROR("--dns: 'resolver' is not an IP address with an optional port (IP[:PORT], "
+               "[IPv6]:PORT)", "--dns", "resolver");
+  EXPECT_ERROR("--dns: 'dns.example:53' is not an IP address with an optional port (IP[:PORT], "
+               "[IPv6]:PORT)", "--dns", "dns.example:53");
+  EXPECT_ERROR("--dns: '0.0.0.0' is not a DNS server (the unspecified address)", "--dns",
+               "0.0.0.0");
+  EXPECT_ERROR("--dns: '[::]:53' is not a DNS server (the unspecified address)", "--dns",
+               "[::]:53");
+  EXPECT_ERROR("--dns: given twice", "--dns", "192.0.2.1", "--dns", "192.0.2.2");
   EXPECT_ERROR("--dns: '0' is not a port (1-65535)", "--dns", "192.0.2.1:0");
   EXPECT_ERROR("--max-connections: '0' is not a number of connections (1-10000000)",
                "--max-connections", "0");
@@ -250,15 +258,40 @@ TEST(FrontOptions, CheckAcceptsAWorkingSetUp) {
   EXPECT_STREQ(checked({GOOD, "--pcapoveripconnect", "a:1", "--recorder-down", "pass"}).cStr(), "");
 }
 
+TEST(FrontOptions, CheckAcceptsReEncryption) {
+  // Without --terminate the backend speaks TLS: verified by default, or against extra anchors,
+  // or (with a warning at start-up) not at all.
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d"}).cStr(), "");
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d", "--backend-ca", "ca.pem"}).cStr(), "");
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--connect", "backend", "--servercert", "a:b", "-o",
+                        "d", "--insecure"}).cStr(), "");
+}
+
+// Without --connect, each connection goes to the host its ClientHello names.
+TEST(FrontOptions, CheckAcceptsRoutingBySni) {
+  FrontOptions options;
+  EXPECT_PARSES(options, "-p", "443,80", "--terminate", "--servercert", "*.example:b.p12", "-w",
+                "x", "--dns", "127.0.0.1:5353");
+  EXPECT_EQ(checkFrontOptions(options), nullptr);
+  EXPECT_TRUE(options.connectHost == nullptr);
+  EXPECT_STREQ(KJ_ASSERT_NONNULL(options.dns).toString().cStr(), "127.0.0.1:5353");
+  // /etc/resolv.conf's nameservers when there is no --dns.
+  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--servercert", "a:b", "-w", "x"}).cStr(),
+               "");
+  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--servercert", "a:b", "-w", "x",
+                        "--nosni", "www.example", "--dns", "[2001:db8::53]:53"}).cStr(), "");
+  // Re-encrypting to the host the SNI names, verified against that name.
+  EXPECT_STREQ(checked({"-p", "443,80,443", "--servercert", "a:b", "-o", "d"}).cStr(), "");
+}
+
 TEST(FrontOptions, CheckRefusesBadCombinations) {
   EXPECT_STREQ(checked({"--terminate", "--connect", "b", "--servercert", "a:b", "-w", "x"}).cStr(),
                "-p: at least one is needed ([IP,]LISTEN,PCAPPORT[,FORWARD])");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "-p", "443,81"}).cStr(), "-p: 0.0.0.0:443 is given twice");
-  EXPECT_STREQ(checked({"-p", "443,80", "--connect", "b", "--servercert", "a:b", "-w", "x"}).cStr(),
-               "without --terminate (re-encrypting to the backend with TLS) is not supported yet; "
-               "give --terminate");
-  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--servercert", "a:b", "-w", "x"}).cStr(),
-               "--terminate needs --connect HOST for now (routing by SNI is not supported yet)");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--dns", "::1"}).cStr(),
+               "--dns: only used when routing by SNI; not with --connect HOST");
   EXPECT_STREQ(checked({GOOD, "-o", "d", "-w", "x"}).cStr(), "-o and -w cannot be used together");
   EXPECT_STREQ(checked({GOOD}).cStr(),
                "nothing would be recorded: give -o DIR, -w FILE, --pcapoverip, "
@@ -289,7 +322,6 @@ TEST(FrontOptions, CheckRefusesOptionsNotImplementedYet) {
                "--certhttp: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--cn", "CA"}).cStr(), "--cn: not supported yet");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d"}).cStr(), "--cadir: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--dns", "::1"}).cStr(), "--dns: not supported yet");
 }
 
 TEST(FrontOptions, UsersAreAcceptedAndTheRecorderUserOnlyForTheEmbeddedRecorder) {

@@ -158,6 +158,33 @@ make_cert() {
   cat "$WORK/$name.pem" "$WORK/$name.key" > "$WORK/$name-bundle.pem"
 }
 
+# make_ca NAME CN: a self-signed ECDSA P-256 CA certificate, as $WORK/NAME.pem and NAME.key.
+make_ca() {
+  local name=$1 cn=$2
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$cn" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$WORK/$name.key" -out "$WORK/$name.pem" 2> "$WORK/openssl-$name.err" ||
+    fail "openssl could not make the CA $name: $(cat "$WORK/openssl-$name.err")"
+}
+
+# make_signed_cert NAME CA CN [DNS-NAME...]: an ECDSA P-256 server certificate for CN and the DNS
+# names, signed by the CA made with make_ca CA: $WORK/NAME.pem, NAME.key and NAME-bundle.pem.
+make_signed_cert() {
+  local name=$1 ca=$2 cn=$3
+  shift 3
+  local sans="DNS:$cn" dns
+  for dns in "$@"; do sans+=",DNS:$dns"; done
+  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    "$sans" > "$WORK/$name.ext"
+  { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$cn" \
+      -keyout "$WORK/$name.key" -out "$WORK/$name.csr" &&
+    openssl x509 -req -in "$WORK/$name.csr" -CA "$WORK/$ca.pem" -CAkey "$WORK/$ca.key" \
+      -CAcreateserial -days 30 -extfile "$WORK/$name.ext" -out "$WORK/$name.pem"; } \
+    2> "$WORK/openssl-$name.err" ||
+    fail "openssl could not make $name: $(cat "$WORK/openssl-$name.err")"
+  cat "$WORK/$name.pem" "$WORK/$name.key" > "$WORK/$name-bundle.pem"
+}
+
 # The subject of the certificate a TLS server on 127.0.0.1:PORT sends for SNI NAME (no SNI when
 # NAME is empty), e.g. "subject=CN = www.example.com"; empty when the handshake fails.
 served_subject() {
@@ -170,9 +197,16 @@ served_subject() {
 
 # --- backends ---------------------------------------------------------------------------------
 
-# start_nginx PORT ROOT: nginx (non-daemon, own temp config) serving ROOT on 127.0.0.1:PORT.
+# start_nginx PORT ROOT [CERT]: nginx (non-daemon, own temp config) serving ROOT on
+# 127.0.0.1:PORT; with CERT (a name given to make_cert/make_signed_cert), over TLS with HTTP/2
+# and HTTP/1.1 (ALPN).
 start_nginx() {
-  local port=$1 root=$2 dir=$WORK/nginx-$1
+  local port=$1 root=$2 cert=${3:-} dir=$WORK/nginx-$1
+  local listen="listen 127.0.0.1:$port;"
+  if [[ -n $cert ]]; then
+    listen="listen 127.0.0.1:$port ssl http2; ssl_certificate $WORK/$cert.pem;"
+    listen+=" ssl_certificate_key $WORK/$cert.key;"
+  fi
   mkdir -p "$dir"
   cat > "$dir/nginx.conf" << EOF
 daemon off;
@@ -190,7 +224,7 @@ http {
   scgi_temp_path $dir/scgi;
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:$port;
+    $listen
     root $root;
   }
 }
@@ -200,16 +234,34 @@ EOF
   wait_port "$port"
 }
 
-# start_backend KIND PORT: a Python backend on 127.0.0.1:PORT; sets BACKEND_PID.
-#   echo   echoes every byte back; closes after the client's EOF, once all is echoed
-#   reset  reads a little, then resets the connection (RST)
-#   greet  sends "greeting\n" and half-closes (FIN) at once, then reads to EOF and prints
-#          "received N SHA256" on its log
+# start_nghttpd PORT ROOT CERT: nghttpd, an HTTP/2-only TLS server (ALPN h2), serving ROOT on
+# 127.0.0.1:PORT with CERT (a name given to make_cert/make_signed_cert); sets NGHTTPD_PID.
+start_nghttpd() {
+  local port=$1 root=$2 cert=$3
+  spawn "$WORK/nghttpd-$port.log" nghttpd --address=127.0.0.1 -d "$root" "$port" \
+    "$WORK/$cert.key" "$WORK/$cert.pem"
+  NGHTTPD_PID=$SPAWNED_PID
+  wait_port "$port"
+}
+
+# start_backend KIND PORT [CERT]: a Python backend on 127.0.0.1:PORT; sets BACKEND_PID. With
+# CERT (a name given to make_cert/make_signed_cert), echo and reset speak TLS (no ALPN), and the
+# echo's half-close is a close_notify before the FIN.
+#   echo    echoes every byte back; closes after the client's EOF, once all is echoed
+#   reset   reads a little, then resets the connection (RST)
+#   greet   sends "greeting\n" and half-closes (FIN) at once, then reads to EOF and prints
+#           "received N SHA256" on its log
+#   hangup  reads a little (a ClientHello), then closes (FIN): a backend failing the handshake
+#   silent  accepts, reads a little and never sends anything
 start_backend() {
-  local kind=$1 port=$2
+  local kind=$1 port=$2 cert=${3:-}
   cat > "$WORK/backend.py" << 'EOF'
-import socket, struct, sys, threading
-kind, port = sys.argv[1], int(sys.argv[2])
+import socket, ssl, struct, sys, threading
+kind, port, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tls = None
+if cert:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert + ".pem", cert + ".key")
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", port))
@@ -222,6 +274,11 @@ def echo(conn):
             if not data:
                 break
             conn.sendall(data)
+        if tls:
+            try:
+                conn.unwrap().shutdown(socket.SHUT_WR)  # close_notify (the peer's came), FIN
+            except (ssl.SSLError, OSError):
+                pass  # the peer ended without close_notify: the FIN comes with the close
 
 def reset(conn):
     conn.recv(1)
@@ -242,12 +299,32 @@ def greet(conn):
             count += len(data)
         print("received", count, digest.hexdigest(), flush=True)
 
-handler = {"echo": echo, "reset": reset, "greet": greet}[kind]
+def hangup(conn):
+    conn.recv(65536)  # the whole ClientHello: closing with unread bytes would send a RST
+    conn.close()
+
+def silent(conn):
+    conn.recv(1)
+    threading.Event().wait()
+
+def serve(handler, conn):
+    if tls and handler in (echo, reset):
+        try:
+            conn = tls.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            print("TLS handshake failed:", e, flush=True)
+            conn.close()
+            return
+    handler(conn)
+
+handler = {"echo": echo, "reset": reset, "greet": greet, "hangup": hangup,
+           "silent": silent}[kind]
 while True:
     conn, _ = server.accept()
-    threading.Thread(target=handler, args=(conn,), daemon=True).start()
+    threading.Thread(target=serve, args=(handler, conn), daemon=True).start()
 EOF
-  spawn "$WORK/backend-$kind-$port.log" python3 "$WORK/backend.py" "$kind" "$port"
+  spawn "$WORK/backend-$kind-$port.log" python3 "$WORK/backend.py" "$kind" "$port" \
+    "${cert:+$WORK/$cert}"
   BACKEND_PID=$SPAWNED_PID
   wait_port "$port"
 }
@@ -358,6 +435,16 @@ run_front_expecting_exit2() {
   [[ $lines == 1 ]] || fail "$what: $lines lines on stderr, expected one: $(cat "$WORK/exit2.err")"
   grep -qE -- "$pattern" "$WORK/exit2.err" ||
     fail "$what: stderr does not match '$pattern': $(cat "$WORK/exit2.err")"
+}
+
+# bulk_clients PORT CA NAME COUNT BYTES EXPECTED: COUNT TLS clients at once (SNI NAME, trusting
+# CA) to an echo service on 127.0.0.1:PORT, each uploading BYTES of random data while it reads
+# the echo back (a relay with bounded buffers would otherwise, rightly, stop reading a client that
+# does not read). Fails unless every echo is exact; writes what each relayed to EXPECTED in the
+# form check_flows reads.
+bulk_clients() {
+  timeout 120 python3 "$TLSTAP_SOURCE/tests/integration/bulk_clients.py" "$@" ||
+    fail "bulk clients failed"
 }
 
 # --- what was recorded ------------------------------------------------------------------------

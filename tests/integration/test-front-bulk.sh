@@ -18,49 +18,8 @@ start_front "$WORK/front.log" "$FRONT_PORT" --terminate --connect 127.0.0.1 \
   --servercert "bulk.example.com:$WORK/site-bundle.pem" \
   -p "$FRONT_PORT,9000,$BACKEND_PORT" --recorder "unix:$WORK/recorder.sock"
 
-# Each client sends while it reads (a relay with bounded buffers would otherwise, rightly, stop
-# reading a client that does not read), then checks the echo and notes what it relayed.
-timeout 120 python3 - "$FRONT_PORT" "$WORK/site.pem" "$CONNECTIONS" "$BYTES" "$WORK/expected" \
-  << 'PYTHON' || fail "bulk clients failed"
-import asyncio, hashlib, random, ssl, sys
-port, ca, count, size, expected_path = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
-                                        int(sys.argv[4]), sys.argv[5])
-
-async def client(index, context, results):
-    data = random.Random(index).randbytes(size)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
-                                                   server_hostname="bulk.example.com")
-    local_port = writer.get_extra_info("sockname")[1]
-
-    async def send():
-        for offset in range(0, size, 65536):
-            writer.write(data[offset:offset + 65536])
-            await writer.drain()
-
-    sender = asyncio.create_task(send())
-    echoed = await reader.readexactly(size)
-    await sender
-    writer.close()
-    await writer.wait_closed()
-    if echoed != data:
-        raise AssertionError("connection %d: echo differs from what was sent" % index)
-    digest = hashlib.sha256(data).hexdigest()
-    results.append("%d %d %s %d %s fin" % (local_port, size, digest, size, digest))
-
-async def main():
-    context = ssl.create_default_context(cafile=ca)
-    results = []
-    outcomes = await asyncio.wait_for(asyncio.gather(
-        *(client(i, context, results) for i in range(count)), return_exceptions=True), 240)
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    for e in errors[:5]:
-        print("client error:", repr(e))
-    open(expected_path, "w").write("\n".join(results) + "\n")
-    print("%d of %d connections relayed %d bytes each way intact" % (len(results), count, size))
-    sys.exit(1 if errors else 0)
-
-asyncio.run(main())
-PYTHON
+bulk_clients "$FRONT_PORT" "$WORK/site.pem" bulk.example.com "$CONNECTIONS" "$BYTES" \
+  "$WORK/expected"
 
 front_alive "$WORK/front.log"
 [[ $(count_lines "$WORK/front.log" ': (error|warning|info): client') == 0 ]] ||

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Bulk re-encrypted (no --terminate): 20 TLS clients at once, each uploading 1 MiB of random data
+# through tlstap-front to a TLS echo backend and reading the 1 MiB echo back: every byte right at
+# both ends, and the capture holds each connection with exactly those bytes both ways, a clean
+# FIN close and no TCP analysis problems.
+. "$(dirname "$0")/lib.sh"
+require_tools openssl tshark python3
+
+CONNECTIONS=${CONNECTIONS:-20}
+BYTES=$((1024 * 1024))
+
+make_cert site bulk.example.com
+make_ca backend-ca "tlstap test backend CA"
+make_signed_cert backend backend-ca bulk.example.com
+BACKEND_PORT=$(free_port)
+FRONT_PORT=$(free_port)
+start_backend echo "$BACKEND_PORT" backend
+start_front "$WORK/front.log" "$FRONT_PORT" --connect 127.0.0.1 \
+  --servercert "bulk.example.com:$WORK/site-bundle.pem" --backend-ca "$WORK/backend-ca.pem" \
+  -p "127.0.0.1,$FRONT_PORT,9000,$BACKEND_PORT" -w "$WORK/bulk.pcap"
+
+bulk_clients "$FRONT_PORT" "$WORK/site.pem" bulk.example.com "$CONNECTIONS" "$BYTES" \
+  "$WORK/expected"
+
+front_alive "$WORK/front.log"
+[[ $(count_lines "$WORK/front.log" ': (error|warning|info): client') == 0 ]] ||
+  fail "connection problems in the front's log: $(grep -m5 ': client' "$WORK/front.log")"
+stop_front
+
+problems=$(tcp_problem_frames "$WORK/bulk.pcap")
+[[ $problems == 0 ]] || fail "$problems frames with tcp.analysis.flags in the capture"
+check_flows "$WORK/bulk.pcap" "$WORK/expected" || fail "the capture differs from what was relayed"
+
+pass
