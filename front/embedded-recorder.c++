@@ -14,6 +14,7 @@
 #include <kj/vector.h>
 
 #include "common/log.h"
+#include "common/supervisor-protocol.h"
 
 extern char** environ;
 
@@ -21,12 +22,9 @@ namespace tlstap {
 
 namespace {
 
-// The fd number the recorder is told to serve RPC on.
-constexpr int CHILD_LINK_FD = 3;
-// How long the destructor gives a recorder to finish its files before killing it.
+constexpr int CHILD_CONTROL_FD = supervisor::CONTROL_FD;
+// How long the destructor gives the supervisor (and its recorder) to finish before killing it.
 constexpr int EXIT_GRACE_MS = 5000;
-// Socket buffer of the front's end of the link (see start()).
-constexpr int LINK_BUFFER_BYTES = 4 << 20;
 
 kj::String directoryOfThisProgram() {
   char buffer[4096];
@@ -56,10 +54,27 @@ struct SpawnFileActions {
 
 }  // namespace
 
+kj::Array<kj::String> recorderEnvironment(const char* const* from) {
+  // An allow-list, not a deny-list: a password given as env:NAME (or any other secret a service
+  // manager put there) must not reach a process that never needs it, whatever its name.
+  static const kj::StringPtr NAMES[] = {"PATH"_kj, "TZ"_kj, "LANG"_kj, "LD_LIBRARY_PATH"_kj,
+                                        "ASAN_OPTIONS"_kj, "UBSAN_OPTIONS"_kj,
+                                        "LSAN_OPTIONS"_kj};
+  kj::Vector<kj::String> kept;
+  for (auto entry = from; entry != nullptr && *entry != nullptr; entry++) {
+    kj::StringPtr variable = *entry;
+    bool keep = variable.startsWith("LC_");
+    for (auto name : NAMES) {
+      keep = keep || (variable.startsWith(name) && variable.size() > name.size() &&
+                      variable[name.size()] == '=');
+    }
+    if (keep) kept.add(kj::heapString(variable));
+  }
+  return kept.releaseAsArray();
+}
+
 kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs) {
   kj::Vector<kj::String> args;
-  args.add(kj::str("--connection-fd"));
-  args.add(kj::str(CHILD_LINK_FD));
   KJ_IF_MAYBE(dir, outputs.outputDir) {
     args.add(kj::str("-o"));
     args.add(kj::str(*dir));
@@ -111,14 +126,14 @@ kj::Maybe<kj::String> findRecorderBinary(kj::String& path) {
 // ---------------------------------------------------------------------------------------------
 
 EmbeddedRecorder::~EmbeddedRecorder() noexcept {
-  link = nullptr;  // the recorder exits when its link closes
+  control = nullptr;  // the supervisor ends when its control socket closes
   if (child <= 0 || reaped) return;
   for (int waited = 0; waited < EXIT_GRACE_MS; waited += 10) {
     if (checkExited() != nullptr) return;
     struct timespec pause = {0, 10 * 1000 * 1000};
     nanosleep(&pause, nullptr);
   }
-  logError("the embedded recorder (pid ", child, ") did not exit; killing it");
+  logError("the embedded recorder's supervisor (pid ", child, ") did not exit; killing it");
   kill(child, SIGKILL);
   int result;
   while (waitpid(child, &result, 0) < 0 && errno == EINTR) {}
@@ -129,18 +144,13 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
   KJ_IF_MAYBE(error, findRecorderBinary(path)) return kj::mv(*error);
 
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+  // SOCK_SEQPACKET: each request and answer arrives whole (common/supervisor-protocol.h).
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
     return kj::str("embedded recorder: socketpair: ", strerror(errno));
   }
   kj::AutoCloseFd ours(fds[0]);
   kj::AutoCloseFd theirs(fds[1]);
-  // The default (~200 KiB) fills with three batches: the front then waits on the recorder and
-  // both wake once per batch. A few MiB lets the recorder take many batches per wake-up; Cap'n
-  // Proto sizes its flow-control window from this too. Best effort: capped by net.core.wmem_max.
-  int linkBuffer = LINK_BUFFER_BYTES;
-  setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &linkBuffer, sizeof(linkBuffer));
-  setsockopt(theirs, SOL_SOCKET, SO_RCVBUF, &linkBuffer, sizeof(linkBuffer));
-  if (theirs.get() == CHILD_LINK_FD) {
+  if (theirs.get() == CHILD_CONTROL_FD) {
     // dup2() onto itself would keep FD_CLOEXEC on some libcs: move it out of the way first.
     int moved = fcntl(theirs, F_DUPFD_CLOEXEC, 10);
     if (moved < 0) return kj::str("embedded recorder: fcntl: ", strerror(errno));
@@ -150,14 +160,15 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
   SpawnFileActions files;
   // The copy at fd 3 is made without FD_CLOEXEC; every other fd of the front (listening sockets,
   // certificate files, the front's own end) stays behind.
-  posix_spawn_file_actions_adddup2(&files.actions, theirs, CHILD_LINK_FD);
+  posix_spawn_file_actions_adddup2(&files.actions, theirs, CHILD_CONTROL_FD);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  posix_spawn_file_actions_addclosefrom_np(&files.actions, CHILD_LINK_FD + 1);
+  posix_spawn_file_actions_addclosefrom_np(&files.actions, CHILD_CONTROL_FD + 1);
 #endif
 
   SpawnAttributes attributes;
-  // The front ignores SIGPIPE and may block signals; the recorder starts from the defaults. Its
-  // own process group keeps a terminal's Ctrl-C away from it (see the header).
+  // The front ignores SIGPIPE and may block signals; the supervisor starts from the defaults. Its
+  // own process group, which its recorders share, keeps a terminal's Ctrl-C away from them (see
+  // the header).
   sigset_t all;
   sigfillset(&all);
   sigdelset(&all, SIGKILL);
@@ -171,22 +182,31 @@ kj::Maybe<kj::String> EmbeddedRecorder::start(const RecordingOutputs& outputs) {
                            POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
 
   auto args = recorderArguments(outputs);
+  auto controlFd = kj::str(CHILD_CONTROL_FD);
   kj::Vector<char*> argv;
   argv.add(const_cast<char*>(path.cStr()));
+  argv.add(const_cast<char*>(supervisor::MODE_OPTION));
+  argv.add(const_cast<char*>(controlFd.cStr()));
   for (auto& arg : args) argv.add(const_cast<char*>(arg.cStr()));
   argv.add(nullptr);
 
+  // glibc's posix_spawn is a vfork-like clone followed by exec: no copy of the front's memory,
+  // which holds the keys by now, is ever made for the child.
   pid_t pid;
+  auto environment = recorderEnvironment(environ);
+  kj::Vector<char*> envp;
+  for (auto& variable : environment) envp.add(const_cast<char*>(variable.cStr()));
+  envp.add(nullptr);
   int error = posix_spawn(&pid, path.cStr(), &files.actions, &attributes.attr, argv.begin(),
-                          environ);
+                          envp.begin());
   if (error != 0) return kj::str("cannot run ", path, ": ", strerror(error));
   child = pid;
-  link = kj::mv(ours);
-  logDebug("started the embedded recorder ", path, " (pid ", child, ")");
+  control = kj::mv(ours);
+  logDebug("started the embedded recorder's supervisor ", path, " (pid ", child, ")");
   return nullptr;  // `theirs` closes here: from now on only the child holds that end
 }
 
-kj::AutoCloseFd EmbeddedRecorder::takeLink() { return kj::mv(link); }
+kj::AutoCloseFd EmbeddedRecorder::takeControl() { return kj::mv(control); }
 
 int EmbeddedRecorder::wait() {
   KJ_REQUIRE(child > 0, "the embedded recorder was not started");

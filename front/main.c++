@@ -25,6 +25,7 @@
 #include "front/front-options.h"
 #include "front/listener.h"
 #include "front/recorder-client.h"
+#include "front/supervised-recorder-source.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
 #include "sandbox/lock-down.h"
@@ -149,7 +150,7 @@ kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringP
 // Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
 // not: a recorder that refused its own options has already said why on stderr.
 void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr what,
-                     kj::Maybe<EmbeddedRecorder&> embedded) {
+                     kj::Maybe<SupervisedRecorderSource&> embedded) {
   bool ready = false;
   kj::Maybe<kj::String> failure;
   client.whenReady()
@@ -157,14 +158,16 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
             [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
       .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
       .wait(kj.waitScope());
-  KJ_IF_MAYBE(child, embedded) {
-    // An embedded recorder that refused its options has printed the one line saying why. The
-    // link can break a moment before the child can be reaped: give it that moment, so the user
-    // sees only the recorder's line.
-    for (int attempt = 0; !ready && attempt < 100; attempt++) {
-      if (child->checkExited() != nullptr) exit(2);
-      struct timespec pause = {0, 10 * 1000 * 1000};
-      nanosleep(&pause, nullptr);
+  KJ_IF_MAYBE(source, embedded) {
+    if (!ready) {
+      // Why did the link break? The supervisor answers the next request with a refusal if the
+      // recorder refused its options; then it has printed the one line saying why, and the
+      // user sees only that line.
+      source->connect()
+          .then([](kj::Own<kj::AsyncIoStream>) {}, [](kj::Exception&&) {})
+          .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+          .wait(kj.waitScope());
+      if (source->refused()) exit(2);
     }
   }
   KJ_IF_MAYBE(cause, failure) {
@@ -198,6 +201,25 @@ kj::Maybe<kj::String> chooseEmbeddedRecorderUser(const FrontOptions& options,
   return nullptr;
 }
 
+// The first link from the embedded recorder's supervisor, at start-up. Exits 2 if there is none.
+kj::Own<kj::AsyncIoStream> firstLink(KjOnLibevent& kj, SupervisedRecorderSource& source) {
+  kj::Maybe<kj::Own<kj::AsyncIoStream>> link;
+  kj::Maybe<kj::String> failure;
+  source.connect()
+      .then([&](kj::Own<kj::AsyncIoStream> stream) { link = kj::mv(stream); },
+            [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
+      .exclusiveJoin(kj.timer().afterDelay(RECORDER_READY_TIMEOUT))
+      .wait(kj.waitScope());
+  KJ_IF_MAYBE(stream, link) return kj::mv(*stream);
+  // A recorder that refused its options has printed the one line saying why.
+  if (source.refused()) exit(2);
+  KJ_IF_MAYBE(cause, failure) {
+    exitWithUsageError(PROGRAM, kj::str(source.describe(), ": ", *cause));
+  }
+  exitWithUsageError(PROGRAM, kj::str(source.describe(), ": no link within ",
+                                      RECORDER_READY_TIMEOUT / kj::SECONDS, " s"));
+}
+
 int run(int argc, char** argv) {
   setLogProgram(PROGRAM);
   // Writes to a peer that has gone must fail with EPIPE, not kill the process.
@@ -216,10 +238,28 @@ int run(int argc, char** argv) {
     exitWithUsageError(PROGRAM, *error);
   }
   kj::Maybe<kj::String> recorderUserName;
+
+  // The embedded recorder's supervisor starts first, before any key, password or certificate
+  // file is read or open: exec leaves none of the front's memory behind anyway, and this way no
+  // descriptor or later state of the front can reach it either. It starts the recorder only when
+  // asked, below, once the front's own start-up has succeeded. It must start before lock-down,
+  // after which the front cannot fork, execute or make socket pairs; from then on it restarts
+  // the recorder and hands out links.
+  EmbeddedRecorder embedded;
+  RecordingOutputs outputs;
   if (options.recorderAddress == nullptr) {
     KJ_IF_MAYBE(error, chooseEmbeddedRecorderUser(options, frontUser, recorderUserName)) {
       exitWithUsageError(PROGRAM, *error);
     }
+    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
+    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
+    outputs.pcapOverIp = options.pcapOverIp.asPtr();
+    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
+    outputs.autoflushSeconds = options.autoflushSeconds;
+    outputs.verbose = options.verbose;
+    // Started as root, each recorder the supervisor starts drops to its own user.
+    KJ_IF_MAYBE(name, recorderUserName) outputs.user = kj::StringPtr(*name);
+    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
   }
 
   CertStore certs;
@@ -230,7 +270,7 @@ int run(int argc, char** argv) {
     // The spec may hold a literal password: no copy of it stays behind.
     wipe(cert.spec.begin(), cert.spec.size());
   }
-  // Nor in the environment the embedded recorder is started with.
+  // Nor in the environment, where the process's own copy would outlive its use.
   certs.forgetPasswordVariables();
 
   kj::Maybe<SocketAddress> backendHost;
@@ -288,26 +328,19 @@ int run(int argc, char** argv) {
     resolver = kj::mv(opened);
   }
 
-  // Declared before the client that uses its link, so it is destroyed after it.
-  EmbeddedRecorder embedded;
+  kj::Maybe<kj::Own<SupervisedRecorderSource>> embeddedSource;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   KJ_IF_MAYBE(address, options.recorderAddress) {
     auto client = kj::heap<RecorderClient>(connectExternalRecorder(base.get(), *address));
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {
-    RecordingOutputs outputs;
-    KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
-    KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
-    outputs.pcapOverIp = options.pcapOverIp.asPtr();
-    outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
-    outputs.autoflushSeconds = options.autoflushSeconds;
-    outputs.verbose = options.verbose;
-    KJ_IF_MAYBE(name, recorderUserName) outputs.user = kj::StringPtr(*name);
-    KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
-    auto client = kj::heap<RecorderClient>(wrapSocketFd(base.get(), embedded.takeLink()));
-    waitForRecorder(kj, *client, "tlstap-recorder", embedded);
+    auto source = kj::heap<SupervisedRecorderSource>(base.get(), embedded.takeControl());
+    // Until the client reconnects through its source, the source gives this one link only.
+    auto client = kj::heap<RecorderClient>(firstLink(kj, *source));
+    waitForRecorder(kj, *client, "tlstap-recorder", *source);
     recorderClient = kj::mv(client);
+    embeddedSource = kj::mv(source);
   }
 
   // Everything that needs root or the file system is done: lock down (DESIGN.md "Security
@@ -354,8 +387,10 @@ int run(int argc, char** argv) {
   int status = shutdown.status();
   shutdown.abandonDrain();
   if (embedded.pid() > 0) {
-    // The drained link is closed: the recorder finishes its files and exits.
+    // The drained link and the control socket are closed: the recorder finishes its files and
+    // exits, and then its supervisor, with the recorder's status.
     recorderClient = nullptr;
+    embeddedSource = nullptr;
     int recorderStatus = embedded.wait();
     if (recorderStatus != 0) {
       logError("tlstap-recorder exited with status ", recorderStatus);

@@ -10,11 +10,13 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/supervisor-protocol.h"
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
 #include "recorder/pcap-writer.h"
 #include "recorder/recorder-identity.h"
 #include "recorder/recorder-options.h"
+#include "recorder/supervisor.h"
 #include "sandbox/lock-down.h"
 
 namespace tlstap {
@@ -85,15 +87,19 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options,
       }
     }
   }
-  KJ_IF_MAYBE(path, options.writeFile) {
+  KJ_IF_MAYBE(given, options.writeFile) {
+    // A recorder started again after one died never touches its predecessor's file, which
+    // holds what was recorded before (and may end in a torn record).
+    auto path = options.restarted ? restartedWriteFile(*given) : kj::str(*given);
+    if (options.restarted) logInfo("-w ", *given, ": started again; writing ", path);
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<SinglePcapWriter>(*path);
+      auto writer = kj::heap<SinglePcapWriter>(path);
       outputs.fanOut.add(*writer);
       outputs.single = kj::mv(writer);
     })) {
       return kj::str("-w: ", exception->getDescription());
     }
-    KJ_IF_MAYBE(error, giveToRecorderUser(AT_FDCWD, *path, identity)) {
+    KJ_IF_MAYBE(error, giveToRecorderUser(AT_FDCWD, path, identity)) {
       return kj::str("-w: ", *error);
     }
   }
@@ -261,4 +267,11 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace tlstap
 
-int main(int argc, char** argv) { return tlstap::run(argc, argv); }
+int main(int argc, char** argv) {
+  // The supervisor mode is chosen by the first argument only, before any option parsing: it
+  // passes the rest to each recorder it starts.
+  if (argc >= 2 && kj::StringPtr(argv[1]) == tlstap::supervisor::MODE_OPTION) {
+    return tlstap::runSupervisor(argc, argv);
+  }
+  return tlstap::run(argc, argv);
+}

@@ -1,10 +1,16 @@
 #include "recorder-options.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include "common/config-file.h"
 
 namespace tlstap {
 
 namespace {
+
+// How many FILE-N names a restarted recorder tries before giving up (and failing on the last).
+constexpr unsigned MAX_RESTART_FILES = 9999;
 
 // PCAP-over-IP carries decrypted traffic, so a bare port listens on loopback only; serving
 // other hosts takes an explicit address.
@@ -33,6 +39,9 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      }
                      return kj::str("'", value, "' is not a file descriptor number (3 or more)");
                    });
+  parser.addFlag("restarted", 0,
+                 "started again after a recorder died (set by the supervisor): -w FILE goes on "
+                 "in FILE-N", [&options]() { options.restarted = true; });
   parser.addOption("output", 'o', "DIR", "write hourly rotated pcap files into DIR",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
                      if (value.size() == 0) return kj::str("empty directory name");
@@ -92,6 +101,22 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                    });
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
   addConfigOption(parser);
+}
+
+kj::String restartedWriteFile(kj::StringPtr path) {
+  kj::StringPtr stem = path;
+  kj::StringPtr extension = "";
+  if (path.endsWith(".pcap")) {
+    stem = kj::StringPtr(path.begin(), path.size() - 5);
+    extension = ".pcap";
+  }
+  kj::String candidate;
+  for (unsigned n = 1; n <= MAX_RESTART_FILES; n++) {
+    candidate = kj::str(stem, "-", n, extension);
+    // Only a name that surely does not exist; the writer's O_EXCL settles a race.
+    if (access(candidate.cStr(), F_OK) != 0 && errno == ENOENT) break;
+  }
+  return candidate;
 }
 
 kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {

@@ -15,6 +15,9 @@ struct RecorderOptions {
   // An already connected stream (the front's end of a socket pair) to serve; the recorder exits
   // when it closes. This is how tlstap-front runs its embedded recorder.
   kj::Maybe<int> connectionFd;
+  // Set by the supervisor (supervisor.h) on a recorder it starts in place of one that died: the
+  // -w FILE of its predecessor exists, so it writes the first free FILE-N (restartedWriteFile()).
+  bool restarted = false;
 
   kj::Maybe<kj::String> outputDir;  // -o: hourly rotated files
   kj::Maybe<kj::String> writeFile;  // -w: one file
@@ -32,6 +35,10 @@ struct RecorderOptions {
 
 // Registers every option of tlstap-recorder, and --config FILE, which reads them from a file.
 void addRecorderOptions(OptionParser& parser, RecorderOptions& options);
+
+// The file a --restarted recorder writes for -w FILE: the first of FILE-1.pcap, FILE-2.pcap, ...
+// (FILE-1, FILE-2, ... when FILE does not end in .pcap) that does not exist yet.
+kj::String restartedWriteFile(kj::StringPtr path);
 
 // Checks that need every option at once. Returns the first problem, naming the option.
 kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options);

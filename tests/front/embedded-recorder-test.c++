@@ -1,18 +1,17 @@
-// EmbeddedRecorder with stand-in recorders (small shell scripts named by TLSTAP_RECORDER): the
-// arguments they get, the link on fd 3, nothing else inherited, and an early exit noticed.
+// EmbeddedRecorder with stand-ins for the supervisor (small shell scripts named by
+// TLSTAP_RECORDER): the arguments it gets, the control socket on fd 3, nothing else inherited,
+// and its exit status. The real supervisor is tested in supervised-recorder-source-test.c++.
 #include "front/embedded-recorder.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <kj/debug.h>
 #include <kj/vector.h>
 
-#include "common/event-port.h"
-#include "common/fd-stream.h"
-#include "front/recorder-client.h"
 
 namespace tlstap {
 namespace {
@@ -64,30 +63,41 @@ TEST(EmbeddedRecorder, ArgumentsPassTheRecordingOptionsThrough) {
   outputs.verbose = true;
   auto args = recorderArguments(outputs);
   EXPECT_EQ(kj::strArray(args, " "),
-            "--connection-fd 3 -o /var/log/tlstap -w /tmp/all.pcap --pcapoverip 57012 "
+            "-o /var/log/tlstap -w /tmp/all.pcap --pcapoverip 57012 "
             "--pcapoverip 127.0.0.1:57013 --pcapoveripconnect analyst.example:57014 "
             "--autoflush 5 -v");
 
   RecordingOutputs minimal;
   minimal.outputDir = "out"_kj;
   EXPECT_EQ(kj::strArray(recorderArguments(minimal), " "),
-            "--connection-fd 3 -o out --autoflush 1");
+            "-o out --autoflush 1");
 
   // Started as root, the front passes the recorder's own user on.
   minimal.user = "tlstap-rec"_kj;
-  EXPECT_EQ(kj::strArray(recorderArguments(minimal), " "),
-            "--connection-fd 3 -o out --autoflush 1 --user tlstap-rec");
+  EXPECT_EQ(kj::strArray(recorderArguments(minimal), " "), "-o out --autoflush 1 --user tlstap-rec");
 }
 
-TEST(EmbeddedRecorder, ChildGetsItsArgumentsAndTheLinkOnFd3AndNothingElse) {
+TEST(EmbeddedRecorder, EnvironmentKeepsOnlyWhatTheRecorderMayNeed) {
+  const char* const from[] = {"PATH=/usr/bin:/bin", "P12_PASSWORD=secret", "TZ=UTC",
+                              "LC_ALL=C.UTF-8", "LANG=C", "PATHS_ELSEWHERE=x", "HOME=/root",
+                              "LD_PRELOAD=/tmp/evil.so", "ASAN_OPTIONS=detect_leaks=0",
+                              nullptr};
+  EXPECT_EQ(kj::strArray(recorderEnvironment(from), " "),
+            "PATH=/usr/bin:/bin TZ=UTC LC_ALL=C.UTF-8 LANG=C ASAN_OPTIONS=detect_leaks=0");
+}
+
+TEST(EmbeddedRecorder, SupervisorGetsItsArgumentsAndTheControlSocketOnFd3AndNothingElse) {
   // Saves its arguments and open fds, greets on fd 3, then records what arrives until EOF.
   FakeRecorderScript fake(
       "dir=$(dirname \"$0\")\n"
       "printf '%s\\n' \"$@\" > \"$dir/args\"\n"
       "ls /proc/$$/fd > \"$dir/fds\"\n"
+      "printf '%s' \"${TLSTAP_TEST_PASSWORD-unset}\" > \"$dir/password\"\n"
       "printf ready >&3\n"
       "cat <&3 > \"$dir/got\"\n"
       "exit 0\n");
+  // A password the front reads from its environment (env:NAME), set before the child starts.
+  setenv("TLSTAP_TEST_PASSWORD", "secret", 1);
   // An fd the front forgot to mark close-on-exec (a listening socket, a key file...).
   kj::AutoCloseFd leaky(fcntl(STDERR_FILENO, F_DUPFD, 200));
   ASSERT_EQ(leaky.get(), 200);
@@ -97,7 +107,11 @@ TEST(EmbeddedRecorder, ChildGetsItsArgumentsAndTheLinkOnFd3AndNothingElse) {
   EmbeddedRecorder recorder;
   KJ_IF_MAYBE(error, recorder.start(outputs)) FAIL() << error->cStr();
   EXPECT_EQ(recorder.binary(), fake.script);
-  auto link = recorder.takeLink();
+  auto link = recorder.takeControl();
+  int type = 0;
+  socklen_t length = sizeof(type);
+  ASSERT_EQ(getsockopt(link, SOL_SOCKET, SO_TYPE, &type, &length), 0);
+  EXPECT_EQ(type, SOCK_SEQPACKET) << "requests and answers must arrive whole";
   char greeting[5];
   ASSERT_EQ(::read(link, greeting, 5), 5);
   EXPECT_EQ(kj::StringPtr(greeting, 5), "ready");
@@ -105,8 +119,10 @@ TEST(EmbeddedRecorder, ChildGetsItsArgumentsAndTheLinkOnFd3AndNothingElse) {
   link = nullptr;  // EOF for the child, which then exits
   EXPECT_EQ(recorder.wait(), 0);
 
-  EXPECT_EQ(fake.read("args"), "--connection-fd\n3\n-o\n/some/dir\n--autoflush\n1\n");
+  EXPECT_EQ(fake.read("args"), "--supervise\n3\n-o\n/some/dir\n--autoflush\n1\n");
+  unsetenv("TLSTAP_TEST_PASSWORD");
   EXPECT_EQ(fake.read("got"), "bye");
+  EXPECT_EQ(fake.read("password"), "unset") << "the environment's password reached the child";
   auto fds = fake.read("fds");
   kj::Vector<kj::String> open;
   for (const char* p = fds.cStr(); *p != '\0';) {
@@ -123,34 +139,13 @@ TEST(EmbeddedRecorder, ChildGetsItsArgumentsAndTheLinkOnFd3AndNothingElse) {
   EXPECT_TRUE(has3);
 }
 
-TEST(EmbeddedRecorder, RecorderThatRefusesItsOptionsIsNoticed) {
-  FakeRecorderScript fake(
-      "echo 'tlstap-recorder: -o /nonexistent: No such file or directory' >&2\n"
-      "exit 2\n");
+TEST(EmbeddedRecorder, ExitStatusOfTheSupervisorIsReported) {
+  // The supervisor exits with the status of a recorder that refused its options.
+  FakeRecorderScript fake("exit 2\n");
   EmbeddedRecorder recorder;
-  RecordingOutputs outputs;
-  outputs.outputDir = "/nonexistent"_kj;
-  testing::internal::CaptureStderr();  // the child inherits our stderr
-  KJ_IF_MAYBE(error, recorder.start(outputs)) FAIL() << error->cStr();
-
-  // What the front does at start-up: wait for the recorder to answer on the link.
-  event_base* base = event_base_new();
-  {
-    KjOnLibevent kj(base);
-    RecorderClient client(wrapSocketFd(base, recorder.takeLink()));
-    kj::Maybe<kj::Exception> failure;
-    client.whenReady()
-        .then([]() {}, [&](kj::Exception&& e) { failure = kj::mv(e); })
-        .exclusiveJoin(kj.timer().afterDelay(10 * kj::SECONDS))
-        .wait(kj.waitScope());
-    ASSERT_TRUE(failure != nullptr) << "the link stayed up although the recorder exited";
-  }
-  event_base_free(base);
+  KJ_IF_MAYBE(error, recorder.start(RecordingOutputs())) FAIL() << error->cStr();
   EXPECT_EQ(recorder.wait(), 2);
   EXPECT_EQ(KJ_ASSERT_NONNULL(recorder.checkExited()), "tlstap-recorder exited with status 2");
-  // The user sees the recorder's own reason, and nothing misleading from the front's client.
-  auto output = testing::internal::GetCapturedStderr();
-  EXPECT_EQ(output, "tlstap-recorder: -o /nonexistent: No such file or directory\n");
 }
 
 TEST(EmbeddedRecorder, MissingBinaryIsAOneLineError) {

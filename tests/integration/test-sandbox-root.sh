@@ -41,16 +41,18 @@ start_nginx "$BACKEND_PORT" "$WORK/www"
 start_front "$WORK/front.log" "$FRONT_PORT" --terminate --connect 127.0.0.1 \
   --servercert "www.example.com:$WORK/site-bundle.pem" -p "$FRONT_PORT,80,$BACKEND_PORT" \
   -o "$WORK/recorded"
-# The embedded recorder: the front's child named tlstap-recorder, once it has locked down (the
-# front listens before it starts the recorder).
+# The embedded recorder: a child of the front's child, the supervisor (both tlstap-recorder),
+# once it has locked down (the front listens before it asks for the recorder).
 locked_recorder() {
-  local child
-  for child in $(cat "/proc/$FRONT_PID/task/$FRONT_PID/children"); do
-    if [[ $(cat "/proc/$child/comm" 2> /dev/null) == tlstap-recorder &&
-          $(status_field "$child" Seccomp) == 2 ]]; then
-      RECORDER_PID=$child
-      return 0
-    fi
+  local supervisor child
+  for supervisor in $(cat /proc/"$FRONT_PID"/task/*/children 2> /dev/null); do
+    for child in $(cat /proc/"$supervisor"/task/*/children 2> /dev/null); do
+      if [[ $(cat "/proc/$child/comm" 2> /dev/null) == tlstap-recorder &&
+            $(status_field "$child" Seccomp) == 2 ]]; then
+        RECORDER_PID=$child
+        return 0
+      fi
+    done
   done
   return 1
 }
