@@ -59,7 +59,9 @@ kj::Array<kj::String> recorderEnvironment(const char* const* from) {
   // manager put there) must not reach a process that never needs it, whatever its name.
   static const kj::StringPtr NAMES[] = {"PATH"_kj, "TZ"_kj, "LANG"_kj, "LD_LIBRARY_PATH"_kj,
                                         "ASAN_OPTIONS"_kj, "UBSAN_OPTIONS"_kj,
-                                        "LSAN_OPTIONS"_kj};
+                                        "LSAN_OPTIONS"_kj,
+                                        // The seccomp debug switch reaches the recorder too.
+                                        "TLSTAP_SECCOMP_LOG"_kj};
   kj::Vector<kj::String> kept;
   for (auto entry = from; entry != nullptr && *entry != nullptr; entry++) {
     kj::StringPtr variable = *entry;
