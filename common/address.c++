@@ -67,30 +67,6 @@ SocketAddress SocketAddress::fromSockaddr(const struct sockaddr* address, sockle
 
 namespace {
 
-// Splits "host:port" or "[v6]:port" into host and port text.
-kj::Maybe<kj::String> splitHostPort(kj::StringPtr text, kj::String& host, kj::String& port) {
-  if (text.startsWith("[")) {
-    KJ_IF_MAYBE(close, text.findFirst(']')) {
-      if (*close + 1 >= text.size() || text[*close + 1] != ':') {
-        return kj::str("'", text, "': expected [IPv6]:PORT");
-      }
-      host = kj::heapString(text.slice(1, *close));
-      port = kj::heapString(text.slice(*close + 2));
-      return nullptr;
-    }
-    return kj::str("'", text, "': missing ']'");
-  }
-  KJ_IF_MAYBE(colon, text.findLast(':')) {
-    host = kj::heapString(text.slice(0, *colon));
-    port = kj::heapString(text.slice(*colon + 1));
-    if (host.findFirst(':') != nullptr) {
-      return kj::str("'", text, "': write IPv6 addresses as [ADDRESS]:PORT");
-    }
-    return nullptr;
-  }
-  return kj::str("'", text, "': expected HOST:PORT");
-}
-
 kj::Maybe<kj::String> numericAddress(kj::StringPtr host, kj::StringPtr portText,
                                      SocketAddress& out) {
   KJ_IF_MAYBE(port, parseUnsigned(portText, 1, 65535)) {
@@ -115,6 +91,29 @@ kj::Maybe<kj::String> numericAddress(kj::StringPtr host, kj::StringPtr portText,
 }
 
 }  // namespace
+
+kj::Maybe<kj::String> splitHostPort(kj::StringPtr text, kj::String& host, kj::String& port) {
+  if (text.startsWith("[")) {
+    KJ_IF_MAYBE(close, text.findFirst(']')) {
+      if (*close + 1 >= text.size() || text[*close + 1] != ':') {
+        return kj::str("'", text, "': expected [IPv6]:PORT");
+      }
+      host = kj::heapString(text.slice(1, *close));
+      port = kj::heapString(text.slice(*close + 2));
+      return nullptr;
+    }
+    return kj::str("'", text, "': missing ']'");
+  }
+  KJ_IF_MAYBE(colon, text.findLast(':')) {
+    host = kj::heapString(text.slice(0, *colon));
+    port = kj::heapString(text.slice(*colon + 1));
+    if (host.findFirst(':') != nullptr) {
+      return kj::str("'", text, "': write IPv6 addresses as [ADDRESS]:PORT");
+    }
+    return nullptr;
+  }
+  return kj::str("'", text, "': expected HOST:PORT");
+}
 
 kj::Maybe<kj::String> parseIpPort(kj::StringPtr text, SocketAddress& out) {
   kj::String host, port;

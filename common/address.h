@@ -34,6 +34,9 @@ kj::Maybe<kj::String> parseOptionalIpPort(kj::StringPtr text, kj::StringPtr defa
 // "unix:/path" or "IP:PORT".
 kj::Maybe<kj::String> parseListenAddress(kj::StringPtr text, SocketAddress& out);
 
+// Splits "HOST:PORT" or "[IPv6]:PORT" into the host (without brackets) and the port text.
+kj::Maybe<kj::String> splitHostPort(kj::StringPtr text, kj::String& host, kj::String& port);
+
 // "HOST:PORT" where HOST is a numeric address or a name resolved now (getaddrinfo).
 kj::Maybe<kj::String> resolveHostPort(kj::StringPtr text, SocketAddress& out);
 

@@ -267,4 +267,36 @@ kj::Own<kj::AsyncIoStream> wrapSocketFd(event_base* base, kj::AutoCloseFd fd) {
   return kj::heap<FdStream>(base, kj::mv(fd));
 }
 
+kj::Promise<kj::Own<kj::AsyncIoStream>> connectSocket(event_base* base,
+                                                      const SocketAddress& address) {
+  auto name = address.toString();
+  int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return streamError(errno, kj::str("connect to ", name, ": socket"));
+  kj::AutoCloseFd owned(fd);
+  int rc;
+  do {
+    rc = ::connect(fd, address.get(), address.length);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return wrapSocketFd(base, kj::mv(owned));
+  if (errno != EINPROGRESS) {
+    return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                         kj::str("connect to ", name, ": ", strerror(errno)));
+  }
+  // Writable means the connection attempt has ended; SO_ERROR says how.
+  auto writable = kj::heap<Readiness>(base, fd, EV_WRITE);
+  auto promise = writable->when();
+  return promise.attach(kj::mv(writable))
+      .then([base, fd = kj::mv(owned), name = kj::mv(name)]() mutable
+            -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+        int error = 0;
+        socklen_t length = sizeof(error);
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0) error = errno;
+        if (error != 0) {
+          return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                               kj::str("connect to ", name, ": ", strerror(error)));
+        }
+        return wrapSocketFd(base, kj::mv(fd));
+      });
+}
+
 }  // namespace tlstap

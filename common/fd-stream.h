@@ -6,6 +6,8 @@
 #include <kj/async-io.h>
 #include <kj/io.h>
 
+#include "common/address.h"
+
 namespace tlstap {
 
 // Takes ownership of `fd` and makes it non-blocking. Reads and writes try the system call first
@@ -18,5 +20,10 @@ namespace tlstap {
 //
 // The event_base must outlive the stream, and a KjOnLibevent (event-port.h) must run on it.
 kj::Own<kj::AsyncIoStream> wrapSocketFd(event_base* base, kj::AutoCloseFd fd);
+
+// Connects a new non-blocking TCP socket to `address` without blocking the loop, and resolves
+// with the stream once connected; rejects (DISCONNECTED) with "connect to ADDRESS: cause".
+kj::Promise<kj::Own<kj::AsyncIoStream>> connectSocket(event_base* base,
+                                                      const SocketAddress& address);
 
 }  // namespace tlstap

@@ -3,7 +3,7 @@
 #include <arpa/inet.h>
 #include <kj/debug.h>
 
-#include "front/password.h"
+#include "common/password.h"
 
 namespace tlstap {
 

@@ -10,7 +10,7 @@
 
 #include "client-hello.h"
 #include "common/log.h"
-#include "password.h"
+#include "common/password.h"
 
 namespace tlstap {
 

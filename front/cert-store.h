@@ -8,7 +8,7 @@
 #include <kj/string.h>
 #include <kj/vector.h>
 
-#include "front/password.h"
+#include "common/password.h"
 
 namespace tlstap {
 

@@ -270,12 +270,7 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
     }
     return setOnce(o->recorderAddress, value);
   });
-  parser.addOption("link-psk", 0, "PASSWORD",
-                   "pre-shared key of the TLS link to --recorder HOST:PORT (file:, env:, fd:)",
-                   [o, p](kj::StringPtr value) {
-    noteIfLiteral(*p, value);
-    return setOnce(o->linkPsk, value);
-  });
+  addTlsLinkOptions(parser, o->link);
   parser.addOption("recorder-down", 0, "block|pass",
                    "when the recorder is gone past the buffer: hold traffic (block, default) "
                    "or relay it unrecorded (pass)",
@@ -372,16 +367,21 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
       return kj::str("--recorder-user: only for the embedded recorder (an external recorder "
                      "takes its own --user)");
     }
-    if (options.linkPsk != nullptr && recorder->startsWith("unix:")) {
-      return kj::str("--link-psk: only for a TCP --recorder (a unix socket is checked with "
-                     "SO_PEERCRED)");
+    if (options.link.given()) {
+      if (recorder->startsWith("unix:")) {
+        return kj::str(options.link.optionName(), ": only for a TCP --recorder (a unix socket "
+                       "is checked with SO_PEERCRED)");
+      }
+      KJ_IF_MAYBE(error, checkTlsLinkOptions(options.link)) return kj::mv(*error);
     }
   } else {
     if (!localOutputs) {
       return kj::str("nothing would be recorded: give -o DIR, -w FILE, --pcapoverip, "
                      "--pcapoveripconnect or --recorder ADDR");
     }
-    if (options.linkPsk != nullptr) return kj::str("--link-psk: needs --recorder HOST:PORT");
+    if (options.link.given()) {
+      return kj::str(options.link.optionName(), ": needs --recorder HOST:PORT");
+    }
   }
 
   // Backends.

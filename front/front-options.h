@@ -9,7 +9,8 @@
 
 #include "common/address.h"
 #include "common/options.h"
-#include "front/password.h"
+#include "common/tls-link.h"
+#include "common/password.h"
 
 namespace tlstap {
 
@@ -43,7 +44,7 @@ struct FrontOptions {
   kj::Maybe<kj::String> outputDir;        // -o DIR
   kj::Maybe<kj::String> writeFile;        // -w FILE
   kj::Maybe<kj::String> recorderAddress;  // --recorder unix:/path or HOST:PORT
-  kj::Maybe<kj::String> linkPsk;          // --link-psk PASSWORD-SPEC (TLS link to the recorder)
+  TlsLinkOptions link;                    // --link-cert/-ca/-pin/-psk: TLS link to the recorder
   kj::Vector<kj::String> pcapOverIp;         // --pcapoverip [IP:]PORT, checked
   kj::Vector<kj::String> pcapOverIpConnect;  // --pcapoveripconnect HOST:PORT, checked
   uint32_t autoflushSeconds = 1;

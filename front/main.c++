@@ -26,6 +26,7 @@
 #include "front/listener.h"
 #include "front/recorder-client.h"
 #include "front/supervised-recorder-source.h"
+#include "front/tls-link-source.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
 #include "sandbox/lock-down.h"
@@ -127,11 +128,27 @@ private:
   }
 };
 
-// Opens the link to an external recorder (--recorder). Exits 2 if it cannot.
-kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringPtr address) {
+// Opens the link to an external recorder (--recorder). Exits 2 if it cannot. A HOST:PORT
+// recorder is reached through `source`, which is kept for the life of the client.
+kj::Own<kj::AsyncIoStream> connectExternalRecorder(KjOnLibevent& kj, const FrontOptions& options,
+                                                   kj::Maybe<kj::Own<TlsLinkSource>>& source) {
+  auto& address = KJ_ASSERT_NONNULL(options.recorderAddress);
   if (!address.startsWith("unix:")) {
-    exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": only unix:/path is supported "
-                                        "yet (the TLS link to a remote recorder is not)"));
+    kj::Own<TlsLinkSource> tcp;
+    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link, tcp)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    kj::Maybe<kj::Own<kj::AsyncIoStream>> stream;
+    kj::Maybe<kj::String> failure;
+    tcp->connect()
+        .then([&](kj::Own<kj::AsyncIoStream> connected) { stream = kj::mv(connected); },
+              [&](kj::Exception&& exception) { failure = kj::str(exception.getDescription()); })
+        .wait(kj.waitScope());
+    KJ_IF_MAYBE(cause, failure) {
+      exitWithUsageError(PROGRAM, kj::str("--recorder: ", address, ": ", *cause));
+    }
+    source = kj::mv(tcp);
+    return kj::mv(KJ_ASSERT_NONNULL(stream));
   }
   SocketAddress target;
   KJ_IF_MAYBE(error, parseListenAddress(address, target)) {
@@ -144,7 +161,7 @@ kj::Own<kj::AsyncIoStream> connectExternalRecorder(event_base* base, kj::StringP
     exitWithUsageError(PROGRAM, kj::str("--recorder: cannot connect to ", address, ": ",
                                         strerror(errno)));
   }
-  return wrapSocketFd(base, kj::mv(owned));
+  return wrapSocketFd(kj.base(), kj::mv(owned));
 }
 
 // Waits (at start-up, before the loop runs) until the recorder has answered. Exits 2 if it does
@@ -329,9 +346,11 @@ int run(int argc, char** argv) {
   }
 
   kj::Maybe<kj::Own<SupervisedRecorderSource>> embeddedSource;
+  // Declared before the client that uses its link, so it is destroyed after it.
+  kj::Maybe<kj::Own<TlsLinkSource>> recorderSource;
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
-  KJ_IF_MAYBE(address, options.recorderAddress) {
-    auto client = kj::heap<RecorderClient>(connectExternalRecorder(base.get(), *address));
+  if (options.recorderAddress != nullptr) {
+    auto client = kj::heap<RecorderClient>(connectExternalRecorder(kj, options, recorderSource));
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {

@@ -58,17 +58,45 @@ void LinkServer::ErrorHandler::taskFailed(kj::Exception&& exception) {
 }
 
 kj::Promise<void> LinkServer::acceptFrom(kj::Own<kj::ConnectionReceiver> listener,
-                                         kj::String name) {
+                                         kj::String name, kj::Maybe<Tls> tls) {
   auto& receiver = *listener;
   return receiver.accept().then(
-      [this, listener = kj::mv(listener), name = kj::mv(name)](
+      [this, listener = kj::mv(listener), name = kj::mv(name), tls](
           kj::Own<kj::AsyncIoStream> stream) mutable -> kj::Promise<void> {
-        if (peerAllowed(*stream, name)) {
-          auto peer = describePeer(*stream, name);
+        if (!peerAllowed(*stream, name)) {
+          // Closed here, unread.
+          return acceptFrom(kj::mv(listener), kj::mv(name), tls);
+        }
+        auto peer = describePeer(*stream, name);
+        KJ_IF_MAYBE(t, tls) {
+          tasks.add(authenticate(*t, kj::mv(stream), kj::mv(peer)));
+        } else {
           tasks.add(serve(kj::mv(stream), kj::mv(peer)));
-        }  // else the stream closes here, unread
-        return acceptFrom(kj::mv(listener), kj::mv(name));
+        }
+        return acceptFrom(kj::mv(listener), kj::mv(name), tls);
       });
+}
+
+kj::Promise<void> LinkServer::authenticate(Tls tls, kj::Own<kj::AsyncIoStream> stream,
+                                           kj::String peer) {
+  auto timeout = tls.timer.afterDelay(HANDSHAKE_TIMEOUT)
+                     .then([]() -> kj::Own<kj::AsyncIoStream> {
+                       kj::throwFatalException(KJ_EXCEPTION(
+                           FAILED, kj::str("no TLS handshake within ",
+                                           HANDSHAKE_TIMEOUT / kj::SECONDS, " s")));
+                     });
+  auto& link = tls.link;
+  return link.wrap(kj::mv(stream))
+      .exclusiveJoin(kj::mv(timeout))
+      .then(
+          [this, &link, peer = kj::heapString(peer)](
+              kj::Own<kj::AsyncIoStream> authenticated) mutable {
+            return serve(kj::mv(authenticated), kj::str(peer, " (TLS, ", link.describe(), ")"));
+          },
+          [peer = kj::heapString(peer)](kj::Exception&& exception) {
+            // Nothing of this connection reached the RPC system, so nothing reached a recording.
+            logWarning("front refused: ", peer, ": ", exception.getDescription());
+          });
 }
 
 kj::Promise<void> LinkServer::serve(kj::Own<kj::AsyncIoStream> stream, kj::String peerName) {

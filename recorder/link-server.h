@@ -1,11 +1,18 @@
 // Serves fronts: each connected stream gets its own Cap'n Proto two-party RPC system whose
 // bootstrap capability is a RecorderService. A connection that breaks the RPC protocol (garbage,
 // oversized messages) ends alone, with a log line; the flows of other connections go on.
+//
+// On a TCP listener with the TLS link (common/tls-link.h), a connection is served only once its
+// TLS handshake has authenticated the front: one that fails (wrong certificate or key, plain TCP,
+// garbage, no handshake in time) is closed with one log line before any RPC message is read.
 #pragma once
 
 #include <sys/types.h>
 #include <kj/async-io.h>
 #include <kj/string.h>
+#include <kj/timer.h>
+
+#include "common/tls-link.h"
 
 #include "recorder/packet-sink.h"
 #include "recorder/recorder-service.h"
@@ -23,8 +30,17 @@ public:
   // listeners are never checked this way: they have no peer credentials).
   void allowPeers(kj::Array<uid_t> uids) { allowedUids = kj::mv(uids); }
 
-  // Accepts fronts until cancelled. `name` is the listening address, for log lines.
-  kj::Promise<void> acceptFrom(kj::Own<kj::ConnectionReceiver> listener, kj::String name);
+  // How a listener authenticates its fronts: the link's credentials, and the timer that bounds
+  // a handshake.
+  struct Tls {
+    TlsLink& link;
+    kj::Timer& timer;
+  };
+
+  // Accepts fronts until cancelled. `name` is the listening address, for log lines. With `tls`,
+  // each connection is served after its TLS handshake, and refused if it fails.
+  kj::Promise<void> acceptFrom(kj::Own<kj::ConnectionReceiver> listener, kj::String name,
+                               kj::Maybe<Tls> tls = nullptr);
   // Serves one connected stream; resolves when the front disconnects.
   kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> stream, kj::String peerName);
 
@@ -32,10 +48,14 @@ public:
   // Resolves once no front is connected (at shutdown: every queued message has been handled).
   kj::Promise<void> whenAllDisconnected();
 
+  // How long a connecting front has to complete its TLS handshake.
+  static constexpr auto HANDSHAKE_TIMEOUT = 10 * kj::SECONDS;
+
 private:
   void connectionEnded();
   // True if the peer may send flows; logs a refusal.
   bool peerAllowed(kj::AsyncIoStream& stream, kj::StringPtr listenerName);
+  kj::Promise<void> authenticate(Tls tls, kj::Own<kj::AsyncIoStream> stream, kj::String peer);
 
   class ErrorHandler final : public kj::TaskSet::ErrorHandler {
   public:

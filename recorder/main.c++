@@ -151,6 +151,17 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(error, checkRecorderOptions(options)) exitWithUsageError(PROGRAM, *error);
   setLogVerbose(options.verbose);
 
+  // Keys and certificates are read before anything is bound or created: a bad one exits 2 with
+  // nothing started.
+  kj::Maybe<kj::Own<TlsLink>> tlsLink;
+  if (options.link.given()) {
+    kj::Own<TlsLink> link;
+    KJ_IF_MAYBE(error, TlsLink::load(options.link, TlsLink::Role::SERVER, link)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
+    tlsLink = kj::mv(link);
+  }
+
   // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
   kj::UnixEventPort::captureSignal(SIGTERM);
@@ -219,8 +230,21 @@ int run(int argc, char** argv) {
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
-    logInfo("listening on ", name);
-    listenTasks->add(links.acceptFrom(wrapListener(io, kj::mv(listenSockets[i])), kj::mv(name)));
+    kj::Maybe<LinkServer::Tls> tls;
+    KJ_IF_MAYBE(link, tlsLink) {
+      // Unix sockets stay plain: the kernel says who is connecting, and only the recorder's user
+      // may connect.
+      if (options.listen[i].family() != AF_UNIX) tls = LinkServer::Tls{**link, timer};
+    }
+    if (tls != nullptr) {
+      logInfo("listening on ", name, " (TLS, ", KJ_ASSERT_NONNULL(tlsLink)->describe(), ")");
+    } else if (options.listen[i].family() != AF_UNIX) {
+      logInfo("listening on ", name, " (plain TCP: loopback only, no TLS options given)");
+    } else {
+      logInfo("listening on ", name);
+    }
+    listenTasks->add(links.acceptFrom(wrapListener(io, kj::mv(listenSockets[i])), kj::mv(name),
+                                      tls));
   }
 
   auto stop = io.unixEventPort.onSignal(SIGTERM)

@@ -20,13 +20,11 @@ constexpr const char* DEFAULT_PCAP_OVER_IP_ADDRESS = "127.0.0.1";
 
 void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
   parser.addOption("listen", 0, "ADDR",
-                   "accept fronts on unix:/path or IP:PORT (loopback only); repeatable",
+                   "accept fronts on unix:/path or IP:PORT (TLS with --link-...; plain TCP on "
+                   "loopback only); repeatable",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
                      SocketAddress address;
                      KJ_IF_MAYBE(error, parseListenAddress(value, address)) return kj::mv(*error);
-                     if (!address.isLoopback()) {
-                       return kj::str("'", value, "': plain TCP is only allowed on loopback");
-                     }
                      options.listen.add(address);
                      return nullptr;
                    });
@@ -99,6 +97,7 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      options.allowUsers.add(kj::heapString(value));
                      return nullptr;
                    });
+  addTlsLinkOptions(parser, options.link);
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
   addConfigOption(parser);
 }
@@ -122,6 +121,19 @@ kj::String restartedWriteFile(kj::StringPtr path) {
 kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {
   if (options.listen.size() == 0 && options.connectionFd == nullptr) {
     return kj::str("--listen: nothing to listen on (give --listen unix:/path or IP:PORT)");
+  }
+  bool tcp = false;
+  for (auto& address : options.listen) {
+    if (address.family() == AF_UNIX) continue;
+    tcp = true;
+    if (!options.link.given() && !address.isLoopback()) {
+      return kj::str("--listen: ", address.toString(), ": off loopback the link needs TLS: give "
+                     "--link-cert with --link-ca or --link-pin, or --link-psk");
+    }
+  }
+  if (options.link.given()) {
+    if (!tcp) return kj::str(options.link.optionName(), ": needs a --listen IP:PORT (TLS link)");
+    KJ_IF_MAYBE(error, checkTlsLinkOptions(options.link)) return kj::mv(*error);
   }
   if (options.outputDir != nullptr && options.writeFile != nullptr) {
     return kj::str("-w: cannot be combined with -o (choose one)");

@@ -6,12 +6,15 @@
 
 #include "common/address.h"
 #include "common/options.h"
+#include "common/tls-link.h"
 
 namespace tlstap {
 
 struct RecorderOptions {
-  // Where fronts connect: unix sockets, or IP:PORT (loopback only until the TLS link exists).
+  // Where fronts connect: unix sockets, or IP:PORT (TLS with the link options; plain TCP only on
+  // loopback).
   kj::Vector<SocketAddress> listen;
+  TlsLinkOptions link;  // --link-cert, --link-ca, --link-pin, --link-psk
   // An already connected stream (the front's end of a socket pair) to serve; the recorder exits
   // when it closes. This is how tlstap-front runs its embedded recorder.
   kj::Maybe<int> connectionFd;

@@ -66,7 +66,9 @@ TEST(Address, ResolvesNumericAndNamedHosts) {
   EXPECT_EQ(address.port(), 9);
   ASSERT_TRUE(resolveHostPort("localhost:9", address) == nullptr);
   EXPECT_TRUE(address.isLoopback());
-  EXPECT_TRUE(resolveHostPort("no-such-host.invalid:9", address) != nullptr);
+  // A label over 63 bytes cannot be put into a DNS query, so the resolver fails without sending
+  // one: the test never asks a nameserver off this machine.
+  EXPECT_TRUE(resolveHostPort(kj::str(kj::repeat('a', 64), ".invalid:9"), address) != nullptr);
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 
-#include "front/password.h"
+#include "common/password.h"
 
 namespace tlstap {
 namespace {

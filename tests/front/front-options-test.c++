@@ -151,7 +151,7 @@ TEST(FrontOptions, EveryOptionIsStored) {
                 "--connect", "::1");
   EXPECT_STREQ(KJ_ASSERT_NONNULL(other.writeFile).cStr(), "/tmp/x.pcap");
   EXPECT_STREQ(KJ_ASSERT_NONNULL(other.recorderAddress).cStr(), "unix:/run/tlstap.sock");
-  EXPECT_STREQ(KJ_ASSERT_NONNULL(other.linkPsk).cStr(), "file:/k/psk");
+  EXPECT_STREQ(KJ_ASSERT_NONNULL(other.link.psk).cStr(), "file:/k/psk");
   EXPECT_STREQ(KJ_ASSERT_NONNULL(other.dns).toString().cStr(), "[::1]:5353");
   EXPECT_EQ(other.recorderDown, RecorderDown::BLOCK);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(other.connectHost).cStr(), "::1");

@@ -68,8 +68,8 @@ start_front "$WORK/front.log" "$FRONT_PORT" --terminate --dns "127.0.0.1:$DNS_PO
   -p "::1,$FRONT_PORT,$PCAP_PORT,$BACKEND_PORT" -p "127.0.0.1,$LOOP_PORT,$PCAP_PORT"
 wait_for 10 "the front on ::1" listening_on "[::1]" "$FRONT_PORT"
 STARTED="forwarding plaintext to the host each SNI names (routing by SNI, DNS: 127.0.0.1:$DNS_PORT)"
-grep -qF "$STARTED" "$WORK/front.log" ||
-  fail "no start-up line naming the DNS server: $(cat "$WORK/front.log")"
+# (The listening sockets are bound before this line is logged: wait for it.)
+wait_for 10 "the start-up line naming the DNS server" grep -qF "$STARTED" "$WORK/front.log"
 
 # fetch NAME FRONT-IP: the page curl gets through the front for SNI NAME.
 fetch() {

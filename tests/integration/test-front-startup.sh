@@ -25,9 +25,16 @@ run_front_expecting_exit2 "bad -p" "^tlstap-front: -p: " "${GOOD[@]}" "${CERT[@]
 run_front_expecting_exit2 "no -p" "^tlstap-front: -p: " "${GOOD[@]}" "${CERT[@]}"
 run_front_expecting_exit2 "unknown option" "^tlstap-front: --bogus: " "${GOOD[@]}" "${CERT[@]}" \
   -p "$PORT,80,$BACKEND_PORT" --bogus
+# The lookup runs in a network namespace of its own, where no interface is up, so the resolver's
+# query cannot leave this machine.
+FRONT_OUTSIDE=$FRONT
+FRONT=$WORK/front-without-network
+printf '#!/bin/sh\nexec unshare --net "%s" "$@"\n' "$FRONT_OUTSIDE" > "$FRONT"
+chmod +x "$FRONT"
 run_front_expecting_exit2 "unresolvable --connect" "^tlstap-front: --connect: " \
   --terminate --connect no-such-host.invalid -o "$WORK/captures" "${CERT[@]}" \
   -p "$PORT,80,$BACKEND_PORT"
+FRONT=$FRONT_OUTSIDE
 
 # A port in use: held by another listener on loopback.
 spawn "$WORK/holder.log" python3 -c '

@@ -108,6 +108,13 @@ expect_usage_error "--listen" -o "$WORK/out" --listen
 expect_usage_error "--listen" --listen "0.0.0.0:$free" -o "$WORK/out"
 expect_usage_error "--listen" --listen "192.0.2.1:$free" -o "$WORK/out"
 expect_usage_error "--listen" --listen "[::]:$free" -o "$WORK/out"
+# The TLS link: options that cannot work together, and keys that cannot be read.
+expect_usage_error "--link-cert" --listen "127.0.0.1:$free" -o "$WORK/out" --link-cert x.pem
+expect_usage_error "--link-ca" --listen "127.0.0.1:$free" -o "$WORK/out" --link-ca ca.pem
+expect_usage_error "--link-psk" --listen "$socket" -o "$WORK/out" --link-psk "file:$WORK/k"
+expect_usage_error "--link-psk" --listen "0.0.0.0:$free" -o "$WORK/out" \
+  --link-psk "file:$WORK/missing.psk"
+expect_usage_error "--link-pin" --listen "0.0.0.0:$free" -o "$WORK/out" --link-pin sha256:12ab
 expect_usage_error "--pcapoverip" --listen "$socket" -o "$WORK/out" --pcapoverip 99999
 expect_usage_error "--pcapoveripconnect" --listen "$socket" -o "$WORK/out" \
   --pcapoveripconnect no-port-here
