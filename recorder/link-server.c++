@@ -116,6 +116,18 @@ kj::Promise<void> LinkServer::serve(kj::Own<kj::AsyncIoStream> stream, kj::Strin
 
 bool LinkServer::peerAllowed(kj::AsyncIoStream& stream, kj::StringPtr listenerName) {
   KJ_IF_MAYBE(uids, allowedUids) {
+    // Only unix sockets have peer credentials (on TCP the kernel answers with uid -1); fronts
+    // on TCP are authenticated by the TLS link, or limited to loopback.
+    struct sockaddr_storage local = {};
+    uint localLength = sizeof(local);
+    bool unixSocket = false;
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      stream.getsockname(reinterpret_cast<sockaddr*>(&local), &localLength);
+      unixSocket = local.ss_family == AF_UNIX;
+    })) {
+      return true;
+    }
+    if (!unixSocket) return true;
     struct ucred credentials = {};
     uint length = sizeof(credentials);
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
