@@ -261,7 +261,7 @@ start_tlstap() {
   local port=$1 backend=$2
   local front=("$FRONT" --terminate --connect 127.0.0.1
     --servercert "bench.example,$SERVER_NAME:$WORK/bench-bundle.pem"
-    -p "127.0.0.1,$port,$PCAP_PORT,$backend" --threads 1)
+    -p "127.0.0.1,$port,$PCAP_PORT,$backend" --threads 1 --cadir "$WORK/ca")
   PROXY_PORT[tlstap]=$port
   RECORDER_MODE="embedded (-w)"
   spawn "$WORK/tlstap.log" "${front[@]}" -w "$WORK/bench.pcap"

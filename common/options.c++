@@ -165,4 +165,29 @@ kj::Maybe<uint64_t> parseUnsigned(kj::StringPtr text, uint64_t min, uint64_t max
   return value;
 }
 
+kj::Maybe<uint64_t> parseByteSize(kj::StringPtr text) {
+  size_t end = 0;
+  while (end < text.size() && text[end] >= '0' && text[end] <= '9') end++;
+  KJ_IF_MAYBE(number, parseUnsigned(kj::heapString(text.slice(0, end)), 1, UINT64_MAX)) {
+    auto suffix = text.slice(end);
+    unsigned shift = 0;
+    if (suffix.size() > 0) {
+      switch (suffix[0]) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        case 't': case 'T': shift = 40; break;
+        default: return nullptr;
+      }
+      auto rest = suffix.slice(1);
+      if (rest.size() > 0 && rest != "B" && rest != "iB" && rest != "b" && rest != "ib") {
+        return nullptr;
+      }
+    }
+    if (shift > 0 && *number > (UINT64_MAX >> shift)) return nullptr;
+    return *number << shift;
+  }
+  return nullptr;
+}
+
 }  // namespace tlstap

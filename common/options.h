@@ -84,4 +84,8 @@ private:
 // Parses a decimal integer in [min, max]; nullptr if the text is not one.
 kj::Maybe<uint64_t> parseUnsigned(kj::StringPtr text, uint64_t min, uint64_t max);
 
+// A size in bytes, at least 1: "1048576", or with a binary suffix "64K", "512M", "10G", "2T"
+// (also "KiB"... and lower case). nullptr if the text is not one or does not fit 64 bits.
+kj::Maybe<uint64_t> parseByteSize(kj::StringPtr text);
+
 }  // namespace tlstap

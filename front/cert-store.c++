@@ -16,36 +16,6 @@ namespace tlstap {
 
 namespace {
 
-// --- RAII owners for the GnuTLS handles used while loading -------------------------------------
-
-class PrivateKey {
-public:
-  PrivateKey() = default;
-  ~PrivateKey() { reset(); }
-  KJ_DISALLOW_COPY(PrivateKey);
-
-  // GnuTLS zeroes the key material when a privkey is deinitialised.
-  void reset() {
-    if (key != nullptr) gnutls_x509_privkey_deinit(key);
-    key = nullptr;
-  }
-  gnutls_x509_privkey_t key = nullptr;
-};
-
-// A certificate array allocated by GnuTLS (gnutls_x509_crt_list_import2, pkcs12_simple_parse).
-class CertList {
-public:
-  CertList() = default;
-  ~CertList() {
-    for (unsigned i = 0; i < count; i++) gnutls_x509_crt_deinit(certs[i]);
-    gnutls_free(certs);
-  }
-  KJ_DISALLOW_COPY(CertList);
-
-  gnutls_x509_crt_t* certs = nullptr;
-  unsigned count = 0;
-};
-
 class Pkcs12 {
 public:
   Pkcs12() { KJ_ASSERT(gnutls_pkcs12_init(&p12) == 0); }
@@ -262,6 +232,63 @@ ServerCredentials::~ServerCredentials() noexcept(false) {
 CertStore::CertStore() {}
 CertStore::~CertStore() noexcept(false) {}
 
+PrivateKey::~PrivateKey() { reset(); }
+
+void PrivateKey::reset() {
+  // GnuTLS zeroes the key material when a privkey is deinitialised.
+  if (key != nullptr) gnutls_x509_privkey_deinit(key);
+  key = nullptr;
+}
+
+CertList::~CertList() {
+  for (unsigned i = 0; i < count; i++) gnutls_x509_crt_deinit(certs[i]);
+  gnutls_free(certs);
+}
+
+kj::Maybe<kj::String> loadKeyAndChain(kj::StringPtr file, kj::Maybe<kj::StringPtr> passwordSpec,
+                                      SecretOrigin origin, kj::StringPtr option,
+                                      KeyAndChain& out) {
+  kj::Maybe<SecretString> password;
+  KJ_IF_MAYBE(spec, passwordSpec) {
+    SecretString secret;
+    bool wasLiteral = false;
+    KJ_IF_MAYBE(error, resolvePassword(*spec, secret, wasLiteral)) {
+      return kj::str("'", file, "': ", *error);
+    }
+    if (wasLiteral && secret.size() > 0 && origin == SecretOrigin::COMMAND_LINE) {
+      logWarning(option, ": the password for '", file, "' is given on the command "
+                 "line, where other users can read it; use file:PATH, env:NAME or fd:N");
+    }
+    password = kj::mv(secret);
+  }
+
+  // "CHAIN+KEY" names two files, unless a file by the whole name exists.
+  kj::StringPtr chainFile = file;
+  kj::StringPtr keyFile = file;
+  kj::String chainStorage, keyStorage;
+  if (!fileExists(file)) {
+    KJ_IF_MAYBE(plus, file.findFirst('+')) {
+      chainStorage = kj::heapString(file.slice(0, *plus));
+      keyStorage = kj::heapString(file.slice(*plus + 1));
+      chainFile = chainStorage;
+      keyFile = keyStorage;
+    }
+  }
+
+  SecretString chainContents;
+  KJ_IF_MAYBE(error, readSecretFile(chainFile, chainContents)) return kj::mv(*error);
+  if (chainFile != keyFile) {
+    SecretString keyContents;
+    KJ_IF_MAYBE(error, readSecretFile(keyFile, keyContents)) return kj::mv(*error);
+    return loadPem(chainContents, keyContents, chainFile, keyFile, password, out.certs, out.key);
+  } else if (isPem(chainContents)) {
+    return loadPem(chainContents, chainContents, chainFile, chainFile, password, out.certs,
+                   out.key);
+  } else {
+    return loadPkcs12(chainContents, chainFile, password, out.certs, out.key);
+  }
+}
+
 kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin origin) {
   ParsedSpec parsed;
   KJ_IF_MAYBE(error, parseSpec(spec, parsed)) return kj::mv(*error);
@@ -273,55 +300,17 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
     }
   }
 
-  kj::Maybe<SecretString> password;
+  KeyAndChain loaded;
+  KJ_IF_MAYBE(error, loadKeyAndChain(parsed.file, parsed.password, origin, "--servercert",
+                                     loaded)) {
+    return kj::mv(*error);
+  }
   KJ_IF_MAYBE(passwordSpec, parsed.password) {
-    SecretString secret;
-    bool wasLiteral = false;
-    KJ_IF_MAYBE(error, resolvePassword(*passwordSpec, secret, wasLiteral)) {
-      return kj::str("'", parsed.file, "': ", *error);
-    }
-    if (wasLiteral && secret.size() > 0 && origin == SecretOrigin::COMMAND_LINE) {
-      logWarning("--servercert: the password for '", parsed.file, "' is given on the command "
-                 "line, where other users can read it; use file:PATH, env:NAME or fd:N");
-    }
-    password = kj::mv(secret);
+    // Wiped from the environment once the keys are loaded (wipePasswordVariables()).
     if (passwordSpec->startsWith("env:")) passwordVariables.add(kj::str(passwordSpec->slice(4)));
   }
-
-  // "CHAIN+KEY" names two files, unless a file by the whole name exists.
-  kj::StringPtr chainFile = parsed.file;
-  kj::StringPtr keyFile = parsed.file;
-  kj::String chainStorage, keyStorage;
-  if (!fileExists(parsed.file)) {
-    KJ_IF_MAYBE(plus, parsed.file.findFirst('+')) {
-      chainStorage = kj::heapString(parsed.file.slice(0, *plus));
-      keyStorage = kj::heapString(parsed.file.slice(*plus + 1));
-      chainFile = chainStorage;
-      keyFile = keyStorage;
-    }
-  }
-
-  SecretString chainContents;
-  KJ_IF_MAYBE(error, readSecretFile(chainFile, chainContents)) return kj::mv(*error);
-  CertList certs;
-  PrivateKey key;
-  if (chainFile != keyFile) {
-    SecretString keyContents;
-    KJ_IF_MAYBE(error, readSecretFile(keyFile, keyContents)) return kj::mv(*error);
-    KJ_IF_MAYBE(error, loadPem(chainContents, keyContents, chainFile, keyFile, password, certs,
-                               key)) {
-      return kj::mv(*error);
-    }
-  } else if (isPem(chainContents)) {
-    KJ_IF_MAYBE(error, loadPem(chainContents, chainContents, chainFile, chainFile, password,
-                               certs, key)) {
-      return kj::mv(*error);
-    }
-  } else {
-    KJ_IF_MAYBE(error, loadPkcs12(chainContents, chainFile, password, certs, key)) {
-      return kj::mv(*error);
-    }
-  }
+  auto& certs = loaded.certs;
+  auto& key = loaded.key;
 
   auto owned = kj::heap<ServerCredentials>();
   int rc = gnutls_certificate_set_x509_key(owned->get(), certs.certs, certs.count, key.key);

@@ -12,6 +12,43 @@
 
 namespace tlstap {
 
+// A private key as GnuTLS reads it; GnuTLS zeroes the key material when it is freed.
+class PrivateKey {
+public:
+  PrivateKey() = default;
+  ~PrivateKey();
+  KJ_DISALLOW_COPY(PrivateKey);
+
+  void reset();
+  gnutls_x509_privkey_t key = nullptr;
+};
+
+// A certificate array allocated by GnuTLS (gnutls_x509_crt_list_import2, pkcs12_simple_parse).
+class CertList {
+public:
+  CertList() = default;
+  ~CertList();
+  KJ_DISALLOW_COPY(CertList);
+
+  gnutls_x509_crt_t* certs = nullptr;
+  unsigned count = 0;
+};
+
+// A certificate chain, the certificate of the key first, and its private key.
+struct KeyAndChain {
+  CertList certs;
+  PrivateKey key;
+};
+
+// Reads a certificate chain and its key from FILE: PKCS#12 (.p12/.pfx), a PEM file holding the
+// chain and the key, or "CHAIN.pem+KEY.pem". `passwordSpec` (a resolvePassword() spec) opens the
+// PKCS#12 file or an encrypted PEM key. Returns a one-line error naming the file and the cause,
+// or nullptr. A literal password from the command line (`origin`) is warned about, naming
+// `option`. Shared by --servercert and --cacert.
+kj::Maybe<kj::String> loadKeyAndChain(kj::StringPtr file, kj::Maybe<kj::StringPtr> passwordSpec,
+                                      SecretOrigin origin, kj::StringPtr option,
+                                      KeyAndChain& out);
+
 // One gnutls_certificate_credentials_t holding a certificate chain and its key, ready for
 // gnutls_credentials_set() on server sessions.
 class ServerCredentials {

@@ -178,6 +178,16 @@ void Connection::chooseCertificate() {
   }
   KJ_IF_MAYBE(found, context.certs.find(name)) {
     credentials = *found;
+  } else KJ_IF_MAYBE(cache, worker.forgedCerts()) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      auto forged = cache->get(name, time(nullptr));
+      credentials = forged->get();
+      forgedCredentials = kj::mv(forged);
+    })) {
+      refuse(TLS_ALERT_INTERNAL_ERROR, kj::str("forging a certificate for '", name, "': ",
+                                               exception->getDescription()));
+      return;
+    }
   } else {
     refuse(TLS_ALERT_UNRECOGNIZED_NAME, kj::str("no --servercert covers '", name, "'"));
     return;
@@ -371,6 +381,7 @@ void Connection::continueHandshake() {
 void Connection::startRelay() {
   auto& session = *KJ_ASSERT_NONNULL(tls);
   stage = Stage::RELAYING;
+  worker.counters().relaying++;
   FlowInfo info;
   info.client = peer;
   // DESIGN.md: with --connect the capture shows the address the client connected to as the
@@ -485,8 +496,21 @@ void Connection::closeRecording(kj::Maybe<Side> resetBy) noexcept {
   }
 }
 
+uint64_t Connection::bytesFrom(Side side) const {
+  KJ_IF_MAYBE(r, relay) return (*r)->bytesFrom(side);
+  return 0;
+}
+
 void Connection::close(bool reset, kj::Maybe<Side> resetBy) noexcept {
   if (stage == Stage::DONE) return;
+  auto& counters = worker.counters();
+  if (stage == Stage::RELAYING) {
+    counters.relaying--;
+    counters.bytesFromClient += bytesFrom(Side::CLIENT);
+    counters.bytesFromServer += bytesFrom(Side::SERVER);
+  } else {
+    counters.refused++;
+  }
   stage = Stage::DONE;
   closeRecording(resetBy);
   // Release everything now (this may run inside one of our own callbacks, which libevent

@@ -23,6 +23,7 @@
 #include <kj/string.h>
 
 #include "common/address.h"
+#include "front/cert-forge.h"
 #include "front/client-hello.h"
 #include "common/event-handle.h"
 #include "front/dns-resolver.h"
@@ -44,6 +45,8 @@ public:
   void start();
   // Shutdown: closes now; a relayed connection is recorded as closed in order. Never throws.
   void stop();
+  // Plaintext relayed from `side` so far (0 before relaying).
+  uint64_t bytesFrom(Side side) const;
 
 private:
   enum class Stage {
@@ -60,6 +63,8 @@ private:
   size_t peekedBytes = 0;  // what the last peek saw, to tell new bytes from an EOF
   ClientHelloInfo hello;
   gnutls_certificate_credentials_t credentials = nullptr;
+  // Keeps a forged certificate alive while the session uses it (the cache may drop it).
+  kj::Maybe<kj::Own<ForgedCredentials>> forgedCredentials;
   kj::StringPtr alpnOffer;
   kj::String backendAlpn;  // the protocol the TLS backend chose, offered to the client
   SocketAddress backendAddress;

@@ -95,6 +95,18 @@ kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs) {
   }
   args.add(kj::str("--autoflush"));
   args.add(kj::str(outputs.autoflushSeconds));
+  if (outputs.retainHours > 0) {
+    args.add(kj::str("--retain-hours"));
+    args.add(kj::str(outputs.retainHours));
+  }
+  if (outputs.maxBytes > 0) {
+    args.add(kj::str("--max-bytes"));
+    args.add(kj::str(outputs.maxBytes));
+  }
+  if (outputs.statsIntervalSeconds != DEFAULT_STATS_INTERVAL_SECONDS) {
+    args.add(kj::str("--stats-interval"));
+    args.add(kj::str(outputs.statsIntervalSeconds));
+  }
   if (outputs.verbose) args.add(kj::str("-v"));
   KJ_IF_MAYBE(user, outputs.user) {
     args.add(kj::str("--user"));

@@ -29,6 +29,8 @@
 #include <kj/io.h>
 #include <kj/string.h>
 
+#include "common/stats.h"
+
 namespace tlstap {
 
 // The recording options the front passes through to its embedded recorder.
@@ -38,6 +40,9 @@ struct RecordingOutputs {
   kj::ArrayPtr<const kj::String> pcapOverIp;          // --pcapoverip X, each
   kj::ArrayPtr<const kj::String> pcapOverIpConnect;   // --pcapoveripconnect X, each
   uint32_t autoflushSeconds = 1;                      // --autoflush N
+  uint64_t retainHours = 0;                           // --retain-hours N, if not 0
+  uint64_t maxBytes = 0;                              // --max-bytes SIZE, if not 0
+  uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval N
   bool verbose = false;                               // -v
   kj::Maybe<kj::StringPtr> user;  // --user: the recorder drops to it (the front runs as root)
 };

@@ -213,6 +213,8 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
       return kj::str("'", value, "': expected load:FILE[:PASSWORD]");
     }
     KJ_IF_MAYBE(colon, value.slice(5).findFirst(':')) noteIfLiteral(*p, value.slice(6 + *colon));
+    o->caCertOrigin = p->configFile() == nullptr ? SecretOrigin::COMMAND_LINE
+                                                 : SecretOrigin::CONFIG_FILE;
     return setOnce(o->caCert, value);
   });
   parser.addOption("", 'x', "FILE", "export the root CA certificate (DER) to FILE",
@@ -258,6 +260,25 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
   parser.addOption("autoflush", 0, "SECONDS", "flush pcap output at least this often (1)",
                    [o](kj::StringPtr value) {
     return setNumber(o->autoflushSeconds, value, 1, 3600, "a number of seconds");
+  });
+  parser.addOption("retain-hours", 0, "N",
+                   "with -o: delete capture files last written more than N hours ago",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    KJ_IF_MAYBE(hours, parseUnsigned(value, 1, 24 * 365 * 100)) {
+      o->retainHours = *hours;
+      return nullptr;
+    }
+    return kj::str("'", value, "' is not a number of hours (1-876000)");
+  });
+  parser.addOption("max-bytes", 0, "SIZE",
+                   "with -o: delete the oldest capture files to keep their total within SIZE "
+                   "(K, M, G, T suffixes)",
+                   [o](kj::StringPtr value) -> kj::Maybe<kj::String> {
+    KJ_IF_MAYBE(bytes, parseByteSize(value)) {
+      o->maxBytes = *bytes;
+      return nullptr;
+    }
+    return kj::str("'", value, "' is not a size (e.g. 500M, 20G, 2T)");
   });
   parser.addOption("recorder", 0, "ADDR",
                    "ship flows to an external tlstap-recorder: unix:/path or HOST:PORT (TLS)",
@@ -330,6 +351,7 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
                    [o](kj::StringPtr value) {
     return setNumber(o->threads, value, 1, 1024, "a number of threads");
   });
+  addStatsIntervalOption(parser, o->statsIntervalSeconds);
   parser.addOption("user", 0, "USER",
                    "started as root, run as USER after start-up (default tlstap)",
                    [o](kj::StringPtr value) { return setOnce(o->user, value); });
@@ -367,6 +389,10 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
       return kj::str("--recorder-user: only for the embedded recorder (an external recorder "
                      "takes its own --user)");
     }
+    if (options.retainHours > 0 || options.maxBytes > 0) {
+      return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",
+                     ": belongs on the external recorder's command line, not here");
+    }
     if (options.link.given()) {
       if (recorder->startsWith("unix:")) {
         return kj::str(options.link.optionName(), ": only for a TCP --recorder (a unix socket "
@@ -381,6 +407,10 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     }
     if (options.link.given()) {
       return kj::str(options.link.optionName(), ": needs --recorder HOST:PORT");
+    }
+    if (options.outputDir == nullptr && (options.retainHours > 0 || options.maxBytes > 0)) {
+      return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",
+                     ": needs -o DIR (only rotated files are deleted)");
     }
   }
 
@@ -397,24 +427,14 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     return kj::str("--dns: only used when routing by SNI; not with --connect HOST");
   }
 
-  // Parsed for later issues; refused until they exist rather than silently ignored.
-  struct Pending {
-    bool given;
-    const char* option;
-  };
-  Pending pending[] = {
-      {options.caCert != nullptr, "--cacert"},
-      {options.exportCa != nullptr, "-x"},
-      {options.certHttpPort != nullptr, "--certhttp"},
-      {options.caCommonName != nullptr, "--cn"},
-      {options.caDir != nullptr, "--cadir"},
-  };
-  for (auto& p : pending) {
-    if (p.given) return kj::str(p.option, ": not supported yet");
-  }
-  if (options.serverCerts.size() == 0) {
-    return kj::str("--servercert: at least one is needed (forging certificates with a CA is "
-                   "not supported yet)");
+  // The root CA: loaded, or generated and kept in --cadir; not both.
+  if (options.caCert != nullptr) {
+    if (options.caCommonName != nullptr) {
+      return kj::str("--cn: names a generated root CA; --cacert loads one that has its name");
+    }
+    if (options.caDir != nullptr) {
+      return kj::str("--cadir: keeps a generated root CA; with --cacert none is generated");
+    }
   }
   return nullptr;
 }

@@ -9,8 +9,9 @@
 
 #include "common/address.h"
 #include "common/options.h"
-#include "common/tls-link.h"
 #include "common/password.h"
+#include "common/stats.h"
+#include "common/tls-link.h"
 
 namespace tlstap {
 
@@ -48,6 +49,8 @@ struct FrontOptions {
   kj::Vector<kj::String> pcapOverIp;         // --pcapoverip [IP:]PORT, checked
   kj::Vector<kj::String> pcapOverIpConnect;  // --pcapoveripconnect HOST:PORT, checked
   uint32_t autoflushSeconds = 1;
+  uint64_t retainHours = 0;  // --retain-hours N, passed to the embedded recorder
+  uint64_t maxBytes = 0;     // --max-bytes SIZE, passed to the embedded recorder
   RecorderDown recorderDown = RecorderDown::BLOCK;  // --recorder-down block|pass
 
   bool verbose = false;
@@ -55,14 +58,16 @@ struct FrontOptions {
   uint32_t handshakeTimeoutSeconds = 10;  // --handshake-timeout S
   uint32_t idleTimeoutSeconds = 300;      // --idle-timeout S
   uint32_t threads = defaultThreadCount();  // --threads N
+  uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval, both logs
 
-  // Re-encryption and certificate forging: parsed and stored for the issues that
-  // implement them; checkFrontOptions() refuses the ones not implemented yet.
+  // Re-encryption and the root CA: parsed and stored for the issues that implement them;
+  // checkFrontOptions() refuses the ones not implemented yet.
   kj::Maybe<kj::String> backendCa;      // --backend-ca FILE
   bool insecure = false;                // --insecure
   kj::Maybe<SocketAddress> dns;         // --dns IP[:PORT] (port 53 by default)
   kj::Maybe<kj::String> caDir;          // --cadir DIR
   kj::Maybe<kj::String> caCert;         // --cacert load:FILE[:PASSWORD], the whole spec
+  SecretOrigin caCertOrigin = SecretOrigin::COMMAND_LINE;
   kj::Maybe<kj::String> exportCa;       // -x FILE
   kj::Maybe<uint16_t> certHttpPort;     // --certhttp PORT
   kj::Maybe<kj::String> caCommonName;   // --cn NAME

@@ -17,14 +17,18 @@
 #include "common/fd-stream.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/stats.h"
 #include "front/backend-connector.h"
 #include "front/backend-tls.h"
+#include "front/ca-http.h"
+#include "front/cert-forge.h"
 #include "front/cert-store.h"
 #include "front/dns-resolver.h"
 #include "front/embedded-recorder.h"
 #include "front/front-options.h"
 #include "front/listener.h"
 #include "front/recorder-client.h"
+#include "front/root-ca.h"
 #include "front/supervised-recorder-source.h"
 #include "front/tls-link-source.h"
 #include "front/tls-session.h"
@@ -124,6 +128,52 @@ private:
                   .eagerlyEvaluate(nullptr);
     } else {
       event_base_loopexit(base, nullptr);
+    }
+  }
+};
+
+// The counters line (common/stats.h), every --stats-interval seconds and on SIGUSR1. The embedded
+// recorder logs its own line at the same interval (and on a SIGUSR1 of its own): it runs under
+// its supervisor, which a signal from here must not reach.
+class CountersLog {
+public:
+  CountersLog(KjOnLibevent& kj, Worker& worker, kj::Maybe<RecorderClient&> recorder,
+              uint32_t seconds)
+      : worker(worker), recorder(recorder),
+        usr1(kj.base(), SIGUSR1, EV_SIGNAL | EV_PERSIST, &CountersLog::onSignal, this),
+        periodic(reportPeriodically(kj.timer(), seconds, report).eagerlyEvaluate(nullptr)) {
+    usr1.add();
+  }
+
+  void log() {
+    auto connections = worker.liveCounters();
+    RecorderCounters recording;
+    KJ_IF_MAYBE(client, recorder) recording = client->counters();
+    StatsField fields[] = {
+        {"connections_accepted", connections.accepted},
+        {"connections_open", worker.size()},
+        {"connections_refused", connections.refused},
+        {"flows_open", connections.relaying},
+        {"bytes_client_to_server", connections.bytesFromClient},
+        {"bytes_server_to_client", connections.bytesFromServer},
+        {"bytes_recorded", recording.bytesSent},
+        {"bytes_waiting", recording.bytesWaiting},
+        {"bytes_lost", recording.bytesLost},
+    };
+    logInfo(formatStats(fields));
+  }
+
+private:
+  Worker& worker;
+  kj::Maybe<RecorderClient&> recorder;
+  EventHandle usr1;
+  kj::Function<void()> report = [this]() { log(); };
+  kj::Promise<void> periodic;
+
+  static void onSignal(evutil_socket_t, short, void* arg) {
+    auto& self = *reinterpret_cast<CountersLog*>(arg);
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { self.log(); })) {
+      logError("counters: ", exception->getDescription());
     }
   }
 };
@@ -273,6 +323,9 @@ int run(int argc, char** argv) {
     outputs.pcapOverIp = options.pcapOverIp.asPtr();
     outputs.pcapOverIpConnect = options.pcapOverIpConnect.asPtr();
     outputs.autoflushSeconds = options.autoflushSeconds;
+    outputs.retainHours = options.retainHours;
+    outputs.maxBytes = options.maxBytes;
+    outputs.statsIntervalSeconds = options.statsIntervalSeconds;
     outputs.verbose = options.verbose;
     // Started as root, each recorder the supervisor starts drops to its own user.
     KJ_IF_MAYBE(name, recorderUserName) outputs.user = kj::StringPtr(*name);
@@ -289,6 +342,30 @@ int run(int argc, char** argv) {
   }
   // Nor in the environment, where the process's own copy would outlive its use.
   certs.forgetPasswordVariables();
+
+  // The root CA is always there (PolarProxy's model): loaded with --cacert, or generated once
+  // and kept in --cadir. Names no --servercert covers get a certificate it signs.
+  kj::Own<RootCa> rootCa;
+  RootCaSource caSource;
+  KJ_IF_MAYBE(spec, options.caCert) caSource.caCert = kj::StringPtr(*spec);
+  caSource.caCertOrigin = options.caCertOrigin;
+  KJ_IF_MAYBE(dir, options.caDir) caSource.caDir = kj::StringPtr(*dir);
+  KJ_IF_MAYBE(name, options.caCommonName) caSource.commonName = kj::StringPtr(*name);
+  kj::String caDescription;
+  KJ_IF_MAYBE(error, openRootCa(caSource, rootCa, caDescription)) {
+    exitWithUsageError(PROGRAM, *error);
+  }
+  KJ_IF_MAYBE(path, options.exportCa) {
+    KJ_IF_MAYBE(error, exportCaCertificate(*rootCa, *path)) {
+      exitWithUsageError(PROGRAM, kj::str("-x: ", *error));
+    }
+  }
+  kj::Maybe<kj::Own<CertForger>> forger;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    forger = kj::heap<CertForger>(*rootCa);
+  })) {
+    exitWithUsageError(PROGRAM, kj::str("root CA: ", exception->getDescription()));
+  }
 
   kj::Maybe<SocketAddress> backendHost;
   kj::StringPtr connectHost;  // empty when routing by SNI
@@ -324,6 +401,13 @@ int run(int argc, char** argv) {
   kj::Vector<BoundListener> listeners;
   KJ_IF_MAYBE(error, bindListeners(options.ports, listeners)) {
     exitWithUsageError(PROGRAM, *error);
+  }
+
+  kj::Vector<kj::AutoCloseFd> certHttpSockets;
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    KJ_IF_MAYBE(error, bindCaHttp(*port, certHttpSockets)) {
+      exitWithUsageError(PROGRAM, kj::str("--certhttp: ", *error));
+    }
   }
 
   EventBase base;
@@ -378,12 +462,26 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::StringPtr> noSni;
   KJ_IF_MAYBE(name, options.noSni) noSni = kj::StringPtr(*name);
   FrontContext context{certs, *KJ_ASSERT_NONNULL(tlsConfig), noSni, backendHost, connectHost,
-                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds};
+                       backendTls, options.handshakeTimeoutSeconds, options.idleTimeoutSeconds,
+                       *KJ_ASSERT_NONNULL(forger)};
   Worker worker(base.get(), context, recorder, options.maxConnections);
   KJ_IF_MAYBE(dns, resolver) worker.setResolver(**dns);
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
+  CountersLog countersLog(kj, worker, recorderRef, options.statsIntervalSeconds);
   acceptor.start();
+  kj::Maybe<kj::Own<CaHttpServer>> caHttp;
+  if (options.certHttpPort != nullptr) {
+    auto server = kj::heap<CaHttpServer>(base.get(), kj::mv(certHttpSockets), rootCa->der());
+    server->start();
+    caHttp = kj::mv(server);
+  }
+  // Said once start-up has worked, so that a failed start is one line.
+  logInfo(caDescription);
+  KJ_IF_MAYBE(path, options.exportCa) logInfo("root CA certificate exported to '", *path, "'");
+  KJ_IF_MAYBE(port, options.certHttpPort) {
+    logInfo("serving the root CA certificate over HTTP on port ", *port);
+  }
   auto target = resolver == nullptr
       ? kj::str(connectHost)
       : kj::str("the host each SNI names (routing by SNI, DNS: ",
@@ -405,6 +503,7 @@ int run(int argc, char** argv) {
   }
   int status = shutdown.status();
   shutdown.abandonDrain();
+  countersLog.log();
   if (embedded.pid() > 0) {
     // The drained link and the control socket are closed: the recorder finishes its files and
     // exits, and then its supervisor, with the recorder's status.

@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 
 #include "common/log.h"
+#include "front/cert-forge.h"
 #include "front/connection.h"
 
 namespace tlstap {
@@ -18,7 +19,14 @@ Worker::Worker(event_base* base, const FrontContext& context, kj::Maybe<FlowReco
                uint32_t maxConnections)
     : eventBase(base), frontContext(context), flowRecorder(recorder),
       maxConnections(maxConnections), scratchBuffer(kj::heapArray<kj::byte>(SCRATCH_BYTES)),
-      reaper(base, -1, 0, &Worker::reap, this) {}
+      reaper(base, -1, 0, &Worker::reap, this) {
+  KJ_IF_MAYBE(forger, context.forger) forged = kj::heap<ForgedCertCache>(*forger);
+}
+
+kj::Maybe<ForgedCertCache&> Worker::forgedCerts() {
+  KJ_IF_MAYBE(cache, forged) return **cache;
+  return nullptr;
+}
 
 Worker::~Worker() noexcept(false) {
   closeAll();
@@ -26,12 +34,14 @@ Worker::~Worker() noexcept(false) {
 }
 
 void Worker::accept(kj::AutoCloseFd fd, const SocketAddress& peer, Route route) {
+  connectionCounters.accepted++;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
     auto connection = kj::heap<Connection>(*this, kj::mv(fd), peer, route);
     auto& ref = *connection;
     connections.emplace(&ref, kj::mv(connection));
     ref.start();
   })) {
+    connectionCounters.refused++;
     logError("client ", peer.toString(), ": ", exception->getDescription());
   }
 }
@@ -53,6 +63,15 @@ void Worker::reap(evutil_socket_t, short, void* self) {
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { worker.retired.clear(); })) {
     logError("freeing closed connections: ", exception->getDescription());
   }
+}
+
+ConnectionCounters Worker::liveCounters() const {
+  ConnectionCounters total = connectionCounters;
+  for (auto& entry : connections) {
+    total.bytesFromClient += entry.first->bytesFrom(Side::CLIENT);
+    total.bytesFromServer += entry.first->bytesFrom(Side::SERVER);
+  }
+  return total;
 }
 
 void Worker::closeAll() {

@@ -19,9 +19,11 @@
 namespace tlstap {
 
 class BackendTlsConfig;
+class CertForger;
 class CertStore;
 class Connection;
 class DnsResolver;
+class ForgedCertCache;
 class TlsServerConfig;
 
 // Set up by main() before the loop runs; read-only afterwards.
@@ -35,12 +37,23 @@ struct FrontContext {
   kj::Maybe<const BackendTlsConfig&> backendTls;  // re-encrypting; nullptr with --terminate
   uint32_t handshakeTimeoutSeconds;
   uint32_t idleTimeoutSeconds;
+  // Forges certificates for names no --servercert covers; without it such names are refused.
+  kj::Maybe<const CertForger&> forger = nullptr;
 };
 
 // Where a listener's connections go: the -p mapping as the connection path needs it.
 struct Route {
   uint16_t pcapPort;
   uint16_t forwardPort;
+};
+
+// What the connections of one worker have done (the front's counters line).
+struct ConnectionCounters {
+  uint64_t accepted = 0;
+  uint64_t refused = 0;   // closed before relaying began (ClientHello, handshake, backend, timeout)
+  uint64_t relaying = 0;  // relaying now; each has one recorded flow
+  uint64_t bytesFromClient = 0;  // relayed client -> backend, by connections that have closed
+  uint64_t bytesFromServer = 0;  // relayed backend -> client, by connections that have closed
 };
 
 class Worker {
@@ -58,6 +71,8 @@ public:
   void setResolver(DnsResolver& resolver) { dnsResolver = resolver; }
   // A read buffer shared by this worker's connections, only used within one callback.
   kj::ArrayPtr<kj::byte> scratch() { return scratchBuffer; }
+  // This loop's forged certificates, when the context has a forger.
+  kj::Maybe<ForgedCertCache&> forgedCerts();
 
   // Takes over a freshly accepted socket. Never throws: a connection that cannot be set up is
   // closed with a log line.
@@ -75,6 +90,10 @@ public:
   // Shutdown: ends every connection now (recorded as an orderly close).
   void closeAll();
 
+  // Counted by the connections themselves. liveCounters() adds the bytes of open connections.
+  ConnectionCounters& counters() { return connectionCounters; }
+  ConnectionCounters liveCounters() const;
+
 private:
   event_base* eventBase;
   const FrontContext& frontContext;
@@ -82,10 +101,12 @@ private:
   kj::Maybe<DnsResolver&> dnsResolver;
   uint32_t maxConnections;
   kj::Array<kj::byte> scratchBuffer;
+  kj::Maybe<kj::Own<ForgedCertCache>> forged;
   std::unordered_map<Connection*, kj::Own<Connection>> connections;
   kj::Vector<kj::Own<Connection>> retired;
   EventHandle reaper;
   kj::Maybe<kj::Function<void()>> onRoom;
+  ConnectionCounters connectionCounters;
 
   static void reap(evutil_socket_t, short, void* self);
 };

@@ -10,6 +10,7 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/supervisor-protocol.h"
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
@@ -37,23 +38,47 @@ public:
 
 // The outputs chosen on the command line, behind one PacketSink.
 struct Outputs {
-  kj::Maybe<kj::Own<RotatingPcapWriter>> rotating;
-  kj::Maybe<kj::Own<SinglePcapWriter>> single;
+  kj::Maybe<kj::Own<PcapWriter>> file;  // -o DIR or -w FILE
+  int outputDirFd = -1;                   // -o DIR, open: where the sandbox lets files be made
   kj::Maybe<kj::Own<PcapOverIp>> pcapOverIp;
   FanOutSink fanOut;
 
   void flush() {
-    KJ_IF_MAYBE(writer, rotating) {
-      (*writer)->rotateIfDue();
-      (*writer)->flush();
-    }
-    KJ_IF_MAYBE(writer, single) (*writer)->flush();
+    KJ_IF_MAYBE(writer, file) (*writer)->flush();
+  }
+  void tick() {
+    KJ_IF_MAYBE(writer, file) (*writer)->tick();
   }
   void close() {
-    KJ_IF_MAYBE(writer, rotating) (*writer)->close();
-    KJ_IF_MAYBE(writer, single) (*writer)->close();
+    KJ_IF_MAYBE(writer, file) (*writer)->close();
   }
 };
+
+// The counters line (common/stats.h).
+void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
+  PcapWriterCounters files;
+  KJ_IF_MAYBE(writer, outputs.file) files = (*writer)->counters();
+  uint64_t consumers = 0, dropped = 0;
+  KJ_IF_MAYBE(hub, outputs.pcapOverIp) {
+    consumers = (*hub)->consumerCount();
+    dropped = (*hub)->droppedCount();
+  }
+  StatsField fields[] = {
+      {"flows_open", counters.flowsOpen},
+      {"flows_total", counters.flowsTotal},
+      {"flows_broken", counters.flowsBroken},
+      {"payload_bytes_closed_flows", counters.payloadBytes},
+      {"bytes_recorded", files.bytesWritten},
+      {"packets_written", files.packetsWritten},
+      {"packets_lost", files.packetsLost},
+      {"bytes_lost", files.bytesLost},
+      {"pcapoverip_consumers", consumers},
+      {"pcapoverip_dropped", dropped},
+      {"files_written", files.filesWritten},
+      {"files_deleted", files.filesDeleted},
+  };
+  logInfo(formatStats(fields));
+}
 
 kj::AutoCloseFd bindOrExit(kj::StringPtr option, const SocketAddress& address) {
   kj::AutoCloseFd fd;
@@ -72,8 +97,8 @@ kj::Own<kj::ConnectionReceiver> wrapListener(kj::AsyncIoContext& io, kj::AutoClo
 // and creates -w FILE (then gives it to that user); their parents may be closed to that user.
 // Returns the first output that cannot be opened, as "-o: cause", or nullptr.
 kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options,
-                                      const RecorderIdentity& identity, Outputs& outputs,
-                                      kj::AutoCloseFd& outputDir) {
+                                      const RecorderIdentity& identity, Clock& clock,
+                                      Outputs& outputs, kj::AutoCloseFd& outputDir) {
   KJ_IF_MAYBE(dir, options.outputDir) {
     bool created = false;
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
@@ -93,9 +118,9 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options,
     auto path = options.restarted ? restartedWriteFile(*given) : kj::str(*given);
     if (options.restarted) logInfo("-w ", *given, ": started again; writing ", path);
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<SinglePcapWriter>(path);
+      auto writer = kj::heap<SinglePcapWriter>(path, clock);
       outputs.fanOut.add(*writer);
-      outputs.single = kj::mv(writer);
+      outputs.file = kj::mv(writer);
     })) {
       return kj::str("-w: ", exception->getDescription());
     }
@@ -113,9 +138,11 @@ kj::Maybe<kj::String> startRotatingOutput(const RecorderOptions& options,
                                           kj::AutoCloseFd outputDir, Outputs& outputs) {
   KJ_IF_MAYBE(dir, options.outputDir) {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto writer = kj::heap<RotatingPcapWriter>(kj::mv(outputDir), *dir, clock);
+      RetentionPolicy retention{options.retainHours, options.maxBytes};
+      auto writer = kj::heap<RotatingPcapWriter>(kj::mv(outputDir), *dir, clock, retention);
       outputs.fanOut.add(*writer);
-      outputs.rotating = kj::mv(writer);
+      outputs.outputDirFd = writer->directoryFd();
+      outputs.file = kj::mv(writer);
     })) {
       KJ_IF_MAYBE(user, identity.runAs) {
         return kj::str("-o: ", exception->getDescription(), " (as user ", user->name,
@@ -142,6 +169,21 @@ kj::Promise<void> flushPeriodically(kj::Timer& timer, Outputs& outputs, uint32_t
   });
 }
 
+// Every second: rotation on the hour, the retry after a write error, retention.
+kj::Promise<void> tickEverySecond(kj::Timer& timer, Outputs& outputs) {
+  return timer.afterDelay(1 * kj::SECONDS).then([&timer, &outputs]() {
+    outputs.tick();
+    return tickEverySecond(timer, outputs);
+  });
+}
+
+kj::Promise<void> reportOnSignal(kj::UnixEventPort& port, kj::Function<void()>& report) {
+  return port.onSignal(SIGUSR1).then([&port, &report](siginfo_t) {
+    report();
+    return reportOnSignal(port, report);
+  });
+}
+
 int run(int argc, char** argv) {
   setLogProgram(PROGRAM);
   RecorderOptions options;
@@ -164,8 +206,15 @@ int run(int argc, char** argv) {
 
   // A consumer or front that goes away mid-write must give EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // A file size limit (ulimit -f) must fail the write with EFBIG, which the writer handles like a
+  // full disk, rather than kill the process.
+  signal(SIGXFSZ, SIG_IGN);
+  // KJ reserves SIGUSR1 for waking its loop from other threads (the recorder has none); SIGUSR1
+  // asks for the counters line, as for tlstap-front.
+  kj::UnixEventPort::setReservedSignal(SIGRTMIN);
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGUSR1);
   auto io = kj::setupAsyncIo();
   auto& timer = io.provider->getTimer();
   TaskErrorLogger errorLogger;
@@ -195,7 +244,7 @@ int run(int argc, char** argv) {
   SystemClock clock;
   Outputs outputs;
   kj::AutoCloseFd outputDir;
-  KJ_IF_MAYBE(error, openFileOutputs(options, identity, outputs, outputDir)) {
+  KJ_IF_MAYBE(error, openFileOutputs(options, identity, clock, outputs, outputDir)) {
     removeUnixSockets(options);
     exitWithUsageError(PROGRAM, *error);
   }
@@ -265,11 +314,18 @@ int run(int argc, char** argv) {
 
   // Lock-down (DESIGN.md "Security model"): from here on files only in the output directory.
   RecorderPolicyOptions policy;
-  KJ_IF_MAYBE(writer, outputs.rotating) policy.outputDirFd = (*writer)->directoryFd();
+  if (outputs.outputDirFd >= 0) policy.outputDirFd = outputs.outputDirFd;
   KJ_IF_MAYBE(error, lockDownRecorder(policy)) {
     exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
   }
 
+  kj::Function<void()> report = [&counters, &outputs]() { logCounters(counters, outputs); };
+  auto reporting = reportOnSignal(io.unixEventPort, report)
+                       .exclusiveJoin(reportPeriodically(timer, options.statsIntervalSeconds,
+                                                         report))
+                       .eagerlyEvaluate(nullptr);
+  // Runs through the shutdown below too: a full disk may free up while fronts drain.
+  auto ticking = tickEverySecond(timer, outputs).eagerlyEvaluate(nullptr);
   stop.exclusiveJoin(flushPeriodically(timer, outputs, options.autoflushSeconds))
       .wait(io.waitScope);
 
@@ -283,6 +339,7 @@ int run(int argc, char** argv) {
       .wait(io.waitScope);
   KJ_IF_MAYBE(hub, outputs.pcapOverIp) (*hub)->drain(CONSUMER_GRACE).wait(io.waitScope);
   outputs.close();
+  report();
   logInfo(counters.flowsTotal, " flows recorded, ", counters.flowsBroken,
           " refused or ended for breaking the contract");
   return 0;

@@ -177,6 +177,7 @@ public:
   void cutOff() {
     logWarning("pcap-over-ip: consumer ", name, " is too slow: ", queue.size(),
                " bytes queued, limit ", owner.bufferLimit, "; disconnected");
+    owner.dropped++;
     owner.deactivate(*this);
     cutOffFulfiller->fulfill();
   }

@@ -52,6 +52,8 @@ public:
 
   // Consumers currently receiving packets.
   size_t consumerCount() const;
+  // Consumers disconnected for being too slow, since the start.
+  uint64_t droppedCount() const { return dropped; }
 
   // Most consumers accepted from listeners at once; more are refused with a log line, so that a
   // flood of connections cannot make us queue up to consumerBufferLimit for each.
@@ -70,6 +72,7 @@ private:
   // from here when it ends or is cut off. A vector because writePacket walks it for every packet.
   kj::Vector<Consumer*> active;
   size_t acceptedCount = 0;
+  uint64_t dropped = 0;
 
   // Declared last so that it is destroyed first: consumers' destructors still use the members
   // above.

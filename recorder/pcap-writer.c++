@@ -2,13 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <pcap/pcap.h>
 #include <stdio.h>
-#include <stdio_ext.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <kj/debug.h>
 #include <kj/exception.h>
 
 #include "common/log.h"
@@ -17,11 +16,16 @@ namespace tlstap {
 
 namespace {
 
-constexpr int SNAPLEN = 65535;
-constexpr size_t STDIO_BUFFER = 1 << 20;  // few, large write() calls at gigabytes per second
+constexpr uint32_t SNAPLEN = 65535;
+constexpr uint32_t LINKTYPE_ETHERNET = 1;
+constexpr size_t RECORD_HEADER = 16;
+// Few, large write() calls at gigabytes per second; also the most one write-out hands over at
+// once, so that a nearly full disk still takes what fits.
+constexpr size_t CHUNK_BYTES = 1 << 20;
 constexpr int64_t SECOND_US = 1000000;
+constexpr int64_t MINUTE_US = 60 * SECOND_US;
 constexpr int64_t HOUR_US = 3600 * SECOND_US;
-constexpr int64_t RETRY_US = 60 * SECOND_US;
+constexpr int64_t RETRY_US = SECOND_US;
 constexpr unsigned MAX_COLLISIONS = 99;
 
 int64_t floorDiv(int64_t a, int64_t b) {
@@ -36,58 +40,6 @@ int64_t floorDiv(int64_t a, int64_t b) {
       kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::mv(message)));
 }
 
-// One RAII owner per C handle.
-class StdioFile {
-public:
-  explicit StdioFile(FILE* file) : file(file) {}
-  ~StdioFile() {
-    if (file != nullptr) fclose(file);
-  }
-  KJ_DISALLOW_COPY(StdioFile);
-  FILE* get() const { return file; }
-  FILE* release() {
-    FILE* f = file;
-    file = nullptr;
-    return f;
-  }
-
-private:
-  FILE* file;
-};
-
-class DeadPcap {
-public:
-  DeadPcap() : pcap(pcap_open_dead(DLT_EN10MB, SNAPLEN)) {}
-  ~DeadPcap() {
-    if (pcap != nullptr) pcap_close(pcap);
-  }
-  KJ_DISALLOW_COPY(DeadPcap);
-  pcap_t* get() const { return pcap; }
-
-private:
-  pcap_t* pcap;
-};
-
-// Owns the dumper and, through it, the FILE (pcap_dump_close() fcloses it).
-class PcapDumper {
-public:
-  PcapDumper() = default;
-  ~PcapDumper() { close(); }
-  KJ_DISALLOW_COPY(PcapDumper);
-  void reset(pcap_dumper_t* d) {
-    close();
-    dumper = d;
-  }
-  pcap_dumper_t* get() const { return dumper; }
-  void close() {
-    if (dumper != nullptr) pcap_dump_close(dumper);
-    dumper = nullptr;
-  }
-
-private:
-  pcap_dumper_t* dumper = nullptr;
-};
-
 kj::String formatTime(int64_t timeUs, bool wholeHour, unsigned collision) {
   time_t seconds = floorDiv(timeUs, SECOND_US);
   struct tm tm;
@@ -101,120 +53,293 @@ kj::String formatTime(int64_t timeUs, bool wholeHour, unsigned collision) {
   return kj::str(name);
 }
 
+void put32(kj::byte* out, uint32_t value) { memcpy(out, &value, 4); }  // host order, as libpcap
+void put16(kj::byte* out, uint16_t value) { memcpy(out, &value, 2); }
+
+// The length of the longest prefix of `records` (whole pcap records) that is at most `limit`
+// bytes, but at least one record.
+size_t wholeRecordPrefix(kj::ArrayPtr<const kj::byte> records, size_t limit) {
+  size_t at = 0;
+  while (at < records.size()) {
+    uint32_t caplen;
+    memcpy(&caplen, records.begin() + at + 8, 4);
+    size_t next = at + RECORD_HEADER + caplen;
+    if (next > limit && at > 0) break;
+    at = next;
+  }
+  return at;
+}
+
+kj::String mib(size_t bytes) { return kj::str((bytes + (1 << 19)) >> 20, " MiB"); }
+
 }  // namespace
 
-// A pcap file being written: the stdio buffer, the pcap handle that describes the link type,
-// and the dumper that owns the FILE, destroyed in that reverse order.
+// An open pcap file and its size, which always ends at a whole record: a write that fails part
+// way is cut back off.
 class PcapFile {
 public:
-  // Takes the fd (closed on failure too), writes the global header and flushes it, so the file is
-  // a valid, empty capture from the start. Throws "cannot create NAME: reason".
-  PcapFile(kj::AutoCloseFd fd, kj::String name)
-      : name(kj::mv(name)), buffer(kj::heapArray<kj::byte>(STDIO_BUFFER)) {
-    FILE* f = fdopen(fd.get(), "wb");
-    if (f == nullptr) throwOneLine(kj::str("cannot create ", this->name, ": ", strerror(errno)));
-    fd.release();
-    StdioFile owned(f);
-    setvbuf(f, reinterpret_cast<char*>(buffer.begin()), _IOFBF, buffer.size());
-    // Only one thread writes a file; stdio's per-call locking would be pure overhead.
-    __fsetlocking(f, FSETLOCKING_BYCALLER);
-    if (pcap.get() == nullptr) throwOneLine(kj::str("cannot create ", this->name, ": pcap"));
-    pcap_dumper_t* d = pcap_dump_fopen(pcap.get(), f);
-    if (d == nullptr) {
-      throwOneLine(kj::str("cannot create ", this->name, ": ", pcap_geterr(pcap.get())));
-    }
-    owned.release();
-    dumper.reset(d);
-    file = f;
-    if (!flush()) throwOneLine(kj::str("cannot create ", this->name, ": ", strerror(err)));
+  // Takes the fd and writes the global header. Throws "cannot create NAME: reason".
+  PcapFile(kj::AutoCloseFd fd, kj::String name) : fd(kj::mv(fd)), name(kj::mv(name)) {
+    kj::byte header[24];
+    put32(header, 0xa1b2c3d4);  // microsecond timestamps
+    put16(header + 4, 2);
+    put16(header + 6, 4);
+    put32(header + 8, 0);   // thiszone
+    put32(header + 12, 0);  // sigfigs
+    put32(header + 16, SNAPLEN);
+    put32(header + 20, LINKTYPE_ETHERNET);
+    int error = append(header);
+    if (error != 0) throwOneLine(kj::str("cannot create ", this->name, ": ", strerror(error)));
   }
   KJ_DISALLOW_COPY(PcapFile);
 
-  // False once writing has failed; the reason is in error().
-  bool write(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) {
-    struct pcap_pkthdr header;
-    int64_t seconds = floorDiv(timeUs, SECOND_US);
-    header.ts.tv_sec = seconds;
-    header.ts.tv_usec = timeUs - seconds * SECOND_US;
-    header.len = frame.size();
-    header.caplen = kj::min(frame.size(), size_t(SNAPLEN));
-    errno = 0;
-    pcap_dump(reinterpret_cast<u_char*>(dumper.get()), &header, frame.begin());
-    // pcap_dump() ignores fwrite()'s result; the stream's error flag remembers it.
-    if (KJ_UNLIKELY(ferror_unlocked(file))) {
-      err = errno != 0 ? errno : EIO;
-      return false;
+  // Writes all of `data` or none of it. Returns 0 or the errno.
+  int append(kj::ArrayPtr<const kj::byte> data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd, data.begin() + done, data.size() - done);
+      if (n > 0) {
+        done += n;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      int error = n < 0 ? errno : ENOSPC;
+      // A torn record would make the rest of the file unreadable: cut it back off. Shrinking
+      // needs no space, and the next write goes at the end of the file (O_APPEND is not used,
+      // so move the offset back too).
+      if (done > 0 && (::ftruncate(fd, size) != 0 || ::lseek(fd, size, SEEK_SET) < 0)) {
+        logError("cannot cut ", name, " back to its last whole record: ", strerror(errno));
+      }
+      return error;
     }
-    return true;
-  }
-
-  bool flush() {
-    if (pcap_dump_flush(dumper.get()) != 0 || ferror_unlocked(file)) {
-      err = errno != 0 ? errno : EIO;
-      return false;
-    }
-    return true;
-  }
-
-  // Flushes and closes; false if the last data could not be written.
-  bool close() {
-    bool ok = flush();
-    dumper.close();
-    return ok;
+    size += data.size();
+    return 0;
   }
 
   kj::StringPtr path() const { return name; }
-  int error() const { return err; }
+  uint64_t bytes() const { return size; }
 
 private:
+  kj::AutoCloseFd fd;
   kj::String name;
-  kj::Array<kj::byte> buffer;  // stdio's buffer: must outlive the FILE
-  DeadPcap pcap;
-  PcapDumper dumper;
-  FILE* file = nullptr;  // owned by `dumper`
-  int err = 0;
+  uint64_t size = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
 
-SinglePcapWriter::SinglePcapWriter(kj::StringPtr path) : path(kj::str(path)) {
+PcapWriter::PcapWriter(Clock& clock, size_t pendingLimit)
+    : clock(clock), pendingLimit(kj::max(pendingLimit, CHUNK_BYTES)) {}
+
+PcapWriter::~PcapWriter() noexcept(false) {}
+
+kj::Own<PcapFile> PcapWriter::createFile(kj::AutoCloseFd fd, kj::String path) {
+  auto file = kj::heap<PcapFile>(kj::mv(fd), kj::mv(path));
+  stats.filesWritten++;
+  stats.bytesWritten += file->bytes();
+  return file;
+}
+
+void PcapWriter::append(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) {
+  size_t caplen = kj::min(frame.size(), size_t(SNAPLEN));
+  kj::byte header[RECORD_HEADER];
+  int64_t seconds = floorDiv(timeUs, SECOND_US);
+  put32(header, uint32_t(seconds));
+  put32(header + 4, uint32_t(timeUs - seconds * SECOND_US));
+  put32(header + 8, caplen);
+  put32(header + 12, frame.size());
+  pending.addAll(kj::arrayPtr(header, RECORD_HEADER));
+  pending.addAll(frame.slice(0, caplen));
+  appendedSeq += RECORD_HEADER + caplen;
+}
+
+void PcapWriter::writePacket(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) {
+  if (KJ_UNLIKELY(closed)) {
+    stats.packetsLost++;
+    stats.bytesLost += frame.size();
+    return;
+  }
+  int64_t nowUs = clock.nowUs();
+  // The subclass may rotate here even when nothing is written out.
+  if (failure == nullptr) fileFor(nowUs);
+  size_t recordSize = RECORD_HEADER + kj::min(frame.size(), size_t(SNAPLEN));
+  if (KJ_UNLIKELY(pendingBytes() + recordSize > pendingLimit)) {
+    if (failure == nullptr) writeOut(nowUs);
+    if (pendingBytes() + recordSize > pendingLimit) {
+      stats.packetsLost++;
+      stats.bytesLost += frame.size();
+      return;
+    }
+  }
+  append(timeUs, frame);
+  if (failure == nullptr && pendingBytes() >= CHUNK_BYTES) writeOut(nowUs);
+}
+
+int PcapWriter::writeInto(PcapFile& file) {
+  while (pendingBytes() > 0) {
+    auto rest = pending.asPtr().slice(pendingStart, pending.size());
+    size_t chunk = wholeRecordPrefix(rest, CHUNK_BYTES);
+    int error = file.append(rest.slice(0, chunk));
+    if (error != 0) return error;
+    for (size_t at = 0; at < chunk; stats.packetsWritten++) {
+      uint32_t caplen;
+      memcpy(&caplen, rest.begin() + at + 8, 4);
+      at += RECORD_HEADER + caplen;
+    }
+    stats.bytesWritten += chunk;
+    pendingStart += chunk;
+    writtenSeq += chunk;
+  }
+  return 0;
+}
+
+bool PcapWriter::writeOut(int64_t nowUs) {
+  bool haveFile = false;
+  if (pendingBytes() > 0 || failure != nullptr) {
+    KJ_IF_MAYBE(file, fileFor(nowUs)) {
+      haveFile = true;
+      int error = writeInto(*file);
+      if (error != 0) {
+        haveFile = false;
+        noteFailure(nowUs, kj::str("cannot write ", file->path(), ": ", strerror(error)));
+      }
+    }
+  }
+  bool done = pendingBytes() == 0 && (failure == nullptr || haveFile);
+  if (pendingBytes() == 0) {
+    // After a long stall the buffer may have grown large; do not keep that memory.
+    if (pending.capacity() > 4 * CHUNK_BYTES) {
+      pending = kj::Vector<kj::byte>();
+    } else {
+      pending.clear();
+    }
+    pendingStart = 0;
+  } else if (pendingStart >= CHUNK_BYTES) {
+    // Partly written: move the rest to the front so the buffer does not creep.
+    auto rest = pendingBytes();
+    memmove(pending.begin(), pending.begin() + pendingStart, rest);
+    pending.resize(rest);
+    pendingStart = 0;
+  }
+  if (done && failure != nullptr) recovered();
+  release();
+  return done;
+}
+
+void PcapWriter::noteFailure(int64_t nowUs, kj::String problem) {
+  KJ_IF_MAYBE(f, failure) {
+    f->retryAtUs = nowUs + RETRY_US;
+    return;
+  }
+  logError(problem, "; keeping up to ", mib(pendingLimit),
+           " of packets and retrying every second (fronts are slowed down meanwhile)");
+  failure = Failure{nowUs, nowUs + RETRY_US, stats.packetsLost};
+}
+
+void PcapWriter::recovered() {
+  auto& f = KJ_ASSERT_NONNULL(failure);
+  int64_t seconds = (clock.nowUs() - f.sinceUs) / SECOND_US;
+  uint64_t lost = stats.packetsLost - f.lostBefore;
+  if (lost == 0) {
+    logInfo("writing again after ", seconds, " s; no packet was lost");
+  } else {
+    logError("writing again after ", seconds, " s; ", lost,
+             " packets were lost (the buffer was full)");
+  }
+  failure = nullptr;
+}
+
+void PcapWriter::release() {
+  // Waiters are in the order of their sequence numbers: release a prefix.
+  size_t done = 0;
+  while (done < waiters.size() && waiters[done].seq <= writtenSeq) {
+    waiters[done++].fulfiller->fulfill();
+  }
+  if (done == 0) return;
+  for (size_t i = done; i < waiters.size(); i++) waiters[i - done] = kj::mv(waiters[i]);
+  waiters.resize(waiters.size() - done);
+}
+
+kj::Promise<void> PcapWriter::whenWritten() {
+  if (writtenSeq >= appendedSeq || closed) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiters.add(Waiter{appendedSeq, kj::mv(paf.fulfiller)});
+  if (!writeOutScheduled && failure == nullptr) {
+    // At the end of this turn: every data call that arrived with it shares one write-out. (The
+    // promise is replaced the next time, never from inside its own callback.)
+    writeOutScheduled = true;
+    scheduled = kj::evalLater([this]() {
+                  writeOutScheduled = false;
+                  if (failure == nullptr && !closed) writeOut(clock.nowUs());
+                }).eagerlyEvaluate([](kj::Exception&& e) {
+      logError("writing the capture: ", e.getDescription());
+    });
+  }
+  return kj::mv(paf.promise);
+}
+
+void PcapWriter::flush() {
+  if (closed || failure != nullptr) return;
+  writeOut(clock.nowUs());
+}
+
+void PcapWriter::tick() {
+  if (closed) return;
+  int64_t nowUs = clock.nowUs();
+  KJ_IF_MAYBE(f, failure) {
+    if (nowUs >= f->retryAtUs) writeOut(nowUs);
+  }
+}
+
+void PcapWriter::closeFile(kj::Maybe<kj::Own<PcapFile>>& file) {
+  KJ_IF_MAYBE(f, file) {
+    // What is pending belongs to this file's time; if it cannot go in, it goes into the next.
+    if (failure == nullptr) writeInto(**f);
+    release();
+    file = nullptr;
+    fileClosed();
+  }
+}
+
+void PcapWriter::close() {
+  if (closed) return;
+  writeOut(clock.nowUs());
+  closed = true;
+  if (pendingBytes() > 0) {
+    uint64_t records = 0;
+    auto rest = pending.asPtr().slice(pendingStart, pending.size());
+    for (size_t at = 0; at < rest.size(); records++) {
+      uint32_t caplen;
+      memcpy(&caplen, rest.begin() + at + 8, 4);
+      at += RECORD_HEADER + caplen;
+      stats.bytesLost += caplen;
+    }
+    stats.packetsLost += records;
+    logError("closing the capture with ", records, " packets unwritten");
+    pending = kj::Vector<kj::byte>();
+    pendingStart = 0;
+  }
+  if (stats.packetsLost > 0) logError(stats.packetsLost, " packets could not be recorded");
+  writtenSeq = appendedSeq;
+  release();
+  dropFile();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+SinglePcapWriter::SinglePcapWriter(kj::StringPtr path, Clock& clock, size_t pendingLimit)
+    : PcapWriter(clock, pendingLimit) {
   int fd = ::open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd < 0) throwOneLine(kj::str("cannot create ", path, ": ", strerror(errno)));
-  file = kj::heap<PcapFile>(kj::AutoCloseFd(fd), kj::str(path));
+  file = createFile(kj::AutoCloseFd(fd), kj::str(path));
 }
 
 SinglePcapWriter::~SinglePcapWriter() noexcept(false) { close(); }
 
-void SinglePcapWriter::writePacket(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) {
-  KJ_IF_MAYBE(f, file) {
-    if (KJ_LIKELY((*f)->write(timeUs, frame))) return;
-    logError("cannot write ", (*f)->path(), ": ", strerror((*f)->error()),
-             "; recording to it stops");
-    file = nullptr;
-  }
-  lost++;
-}
+void SinglePcapWriter::dropFile() { file = nullptr; }
 
-void SinglePcapWriter::flush() {
-  KJ_IF_MAYBE(f, file) {
-    if ((*f)->flush()) return;
-    logError("cannot write ", (*f)->path(), ": ", strerror((*f)->error()),
-             "; recording to it stops");
-    file = nullptr;
-  }
-}
-
-void SinglePcapWriter::close() {
-  KJ_IF_MAYBE(f, file) {
-    if (!(*f)->close()) {
-      logError("cannot write ", (*f)->path(), ": ", strerror((*f)->error()));
-    }
-  }
-  file = nullptr;
-  if (lost > 0 && !lossReported) {
-    logError(path, ": ", lost, " packets could not be recorded");
-    lossReported = true;
-  }
+kj::Maybe<PcapFile&> SinglePcapWriter::fileFor(int64_t) {
+  KJ_IF_MAYBE(f, file) return **f;
+  return nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,28 +364,35 @@ kj::AutoCloseFd RotatingPcapWriter::openDirectory(kj::StringPtr dir, bool& creat
   return kj::AutoCloseFd(fd);
 }
 
-RotatingPcapWriter::RotatingPcapWriter(kj::StringPtr dir, Clock& clock)
+RotatingPcapWriter::RotatingPcapWriter(kj::StringPtr dir, Clock& clock,
+                                       RetentionPolicy retention, size_t pendingLimit)
     : RotatingPcapWriter(
           [&]() {
             bool created;
             return openDirectory(dir, created);
           }(),
-          dir, clock) {}
+          dir, clock, retention, pendingLimit) {}
 
 RotatingPcapWriter::RotatingPcapWriter(kj::AutoCloseFd directory, kj::StringPtr dir,
-                                       Clock& clock)
-    : dirPath(kj::str(dir)), dirFd(kj::mv(directory)), clock(clock) {
-  openFile(clock.nowUs(), true);
+                                       Clock& clock, RetentionPolicy retention,
+                                       size_t pendingLimit)
+    : PcapWriter(clock, pendingLimit), dirPath(kj::str(dir)), dirFd(kj::mv(directory)),
+      retention(retention) {
+  int64_t nowUs = clock.nowUs();
+  openFile(nowUs);
+  applyRetention(nowUs);
 }
 
 RotatingPcapWriter::~RotatingPcapWriter() noexcept(false) { close(); }
+
+void RotatingPcapWriter::dropFile() { file = nullptr; }
 
 kj::StringPtr RotatingPcapWriter::currentFileName() const {
   if (file == nullptr) return "";
   return currentName;
 }
 
-void RotatingPcapWriter::openFile(int64_t nowUs, bool throwOnFailure) {
+void RotatingPcapWriter::openFile(int64_t nowUs) {
   hourStartUs = floorDiv(nowUs, HOUR_US) * HOUR_US;
   // O_EXCL: never append to or truncate a file that exists, e.g. from before a restart.
   const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
@@ -270,83 +402,49 @@ void RotatingPcapWriter::openFile(int64_t nowUs, bool throwOnFailure) {
     name = fileNameForTime(nowUs, n);
     fd = ::openat(dirFd, name.cStr(), flags, 0640);
   }
-  kj::Maybe<kj::String> problem;
-  if (fd < 0) {
-    problem = kj::str("cannot create ", dirPath, "/", name, ": ", strerror(errno));
-  } else {
-    auto path = kj::str(dirPath, "/", name);
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-      file = kj::heap<PcapFile>(kj::AutoCloseFd(fd), kj::mv(path));
-    })) {
-      problem = kj::str(e->getDescription());
-      // An empty or headerless file would only confuse readers and retention.
-      ::unlinkat(dirFd, name.cStr(), 0);
-    }
-  }
-  KJ_IF_MAYBE(p, problem) {
-    if (throwOnFailure) throwOneLine(kj::mv(*p));
-    logError(*p, "; packets are lost until a retry in a minute succeeds");
-    retryAtUs = nowUs + RETRY_US;
-    return;
+  if (fd < 0) throwOneLine(kj::str("cannot create ", dirPath, "/", name, ": ", strerror(errno)));
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    file = createFile(kj::AutoCloseFd(fd), kj::str(dirPath, "/", name));
+  })) {
+    // An empty or headerless file would only confuse readers and retention.
+    ::unlinkat(dirFd, name.cStr(), 0);
+    kj::throwFatalException(kj::mv(*e));
   }
   currentName = kj::mv(name);
-  if (lostSinceFailure > 0) {
-    logWarning("recording resumed in ", dirPath, "/", currentName, "; ", lostSinceFailure,
-               " packets were lost");
-    lostSinceFailure = 0;
-  }
 }
 
-void RotatingPcapWriter::closeFile() {
-  KJ_IF_MAYBE(f, file) {
-    if (!(*f)->close()) logError("cannot write ", (*f)->path(), ": ", strerror((*f)->error()));
-  }
-  file = nullptr;
-}
-
-void RotatingPcapWriter::failed(int64_t nowUs, int error) {
-  KJ_IF_MAYBE(f, file) {
-    logError("cannot write ", (*f)->path(), ": ", strerror(error),
-             "; packets are lost until a new file opens (retry in a minute)");
-  }
-  file = nullptr;
-  retryAtUs = nowUs + RETRY_US;
-}
-
-void RotatingPcapWriter::update(int64_t nowUs) {
-  if (closed) return;
+kj::Maybe<PcapFile&> RotatingPcapWriter::fileFor(int64_t nowUs) {
+  if (closed) return nullptr;
   bool sameHour = nowUs >= hourStartUs && nowUs - hourStartUs < HOUR_US;
-  if (file != nullptr) {
-    if (KJ_LIKELY(sameHour)) return;
-    closeFile();
-  } else if (sameHour && nowUs < retryAtUs) {
-    return;
+  KJ_IF_MAYBE(f, file) {
+    if (KJ_LIKELY(sameHour)) return **f;
+    // A new hour: finish the old file (what is pending goes in first, if it can).
+    closeFile(file);
   }
-  openFile(nowUs, false);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { openFile(nowUs); })) {
+    noteFailure(nowUs, kj::str(e->getDescription()));
+    return nullptr;
+  }
+  applyRetention(nowUs);
+  return *KJ_ASSERT_NONNULL(file);
 }
 
-void RotatingPcapWriter::writePacket(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) {
+void RotatingPcapWriter::fileClosed() { nextRetentionUs = 0; }
+
+void RotatingPcapWriter::tick() {
+  if (closed) return;
   int64_t nowUs = clock.nowUs();
-  update(nowUs);
-  KJ_IF_MAYBE(f, file) {
-    if (KJ_LIKELY((*f)->write(timeUs, frame))) return;
-    failed(nowUs, (*f)->error());
-  }
-  lost++;
-  lostSinceFailure++;
+  PcapWriter::tick();
+  // Rotates on the hour when nothing was pending to write.
+  if (writable()) fileFor(nowUs);
+  if (nowUs >= nextRetentionUs) applyRetention(nowUs);
 }
 
-void RotatingPcapWriter::flush() {
-  KJ_IF_MAYBE(f, file) {
-    if (!(*f)->flush()) failed(clock.nowUs(), (*f)->error());
-  }
-}
-
-void RotatingPcapWriter::rotateIfDue() { update(clock.nowUs()); }
-
-void RotatingPcapWriter::close() {
-  closeFile();
-  closed = true;
+void RotatingPcapWriter::applyRetention(int64_t nowUs) {
+  nextRetentionUs = nowUs + MINUTE_US;
+  if (!retention.active()) return;
+  stats.filesDeleted += tlstap::applyRetention(dirFd, dirPath, currentFileName(), retention,
+                                               nowUs);
 }
 
 }  // namespace tlstap

@@ -97,6 +97,26 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      options.allowUsers.add(kj::heapString(value));
                      return nullptr;
                    });
+  parser.addOption("retain-hours", 0, "N",
+                   "with -o: delete capture files last written more than N hours ago",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     KJ_IF_MAYBE(hours, parseUnsigned(value, 1, 24 * 365 * 100)) {
+                       options.retainHours = *hours;
+                       return nullptr;
+                     }
+                     return kj::str("'", value, "' is not a number of hours (1-876000)");
+                   });
+  parser.addOption("max-bytes", 0, "SIZE",
+                   "with -o: delete the oldest capture files to keep their total within SIZE "
+                   "(K, M, G, T suffixes)",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     KJ_IF_MAYBE(bytes, parseByteSize(value)) {
+                       options.maxBytes = *bytes;
+                       return nullptr;
+                     }
+                     return kj::str("'", value, "' is not a size (e.g. 500M, 20G, 2T)");
+                   });
+  addStatsIntervalOption(parser, options.statsIntervalSeconds);
   addTlsLinkOptions(parser, options.link);
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
   addConfigOption(parser);
@@ -146,6 +166,10 @@ kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {
     bool unixListener = false;
     for (auto& address : options.listen) unixListener |= address.family() == AF_UNIX;
     if (!unixListener) return kj::str("--allow-user: only for a unix --listen socket");
+  }
+  if (options.outputDir == nullptr && (options.retainHours > 0 || options.maxBytes > 0)) {
+    return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",
+                   ": needs -o DIR (only rotated files are deleted)");
   }
   return nullptr;
 }

@@ -6,6 +6,7 @@
 
 #include "common/address.h"
 #include "common/options.h"
+#include "common/stats.h"
 #include "common/tls-link.h"
 
 namespace tlstap {
@@ -27,6 +28,9 @@ struct RecorderOptions {
   kj::Vector<SocketAddress> pcapOverIp;       // --pcapoverip listeners
   kj::Vector<kj::String> pcapOverIpConnect;   // --pcapoveripconnect targets (HOST:PORT)
   uint32_t autoflushSeconds = 1;
+  uint64_t retainHours = 0;  // --retain-hours N (0: keep files of any age)
+  uint64_t maxBytes = 0;     // --max-bytes SIZE (0: no limit)
+  uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval
   bool verbose = false;
 
   // Started as root: the user to run as after start-up (default tlstap-rec).

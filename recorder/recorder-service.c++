@@ -14,7 +14,7 @@ public:
   FlowService(uint64_t id, const FlowEndpoints& endpoints, int64_t startTimeUs, PacketSink& sink,
               RecorderCounters& counters, kj::StringPtr peerName)
       : id(id), description(describeEndpoints(endpoints)), peerName(kj::heapString(peerName)),
-        counters(counters), contract(endpoints, startTimeUs, sink) {
+        counters(counters), sink(sink), contract(endpoints, startTimeUs, sink) {
     counters.flowsOpen++;
     counters.flowsTotal++;
     logDebug("flow ", id, " opened: ", description);
@@ -29,7 +29,11 @@ public:
   }
 
   kj::Promise<void> data(DataContext context) override {
-    return check(contract.data(context.getParams().getChunks()));
+    auto violation = contract.data(context.getParams().getChunks());
+    if (violation != nullptr) return check(kj::mv(violation));
+    // Backpressure: while the disk is full the call stays open, so the front slows down
+    // instead of losing data.
+    return sink.whenWritten();
   }
 
   kj::Promise<void> close(CloseContext context) override {
@@ -58,6 +62,7 @@ private:
   kj::String description;
   kj::String peerName;  // a copy: the flow may outlive the connection's Recorder capability
   RecorderCounters& counters;
+  PacketSink& sink;
   FlowContract contract;
   bool loggedViolation = false;
 };

@@ -39,9 +39,12 @@ void addRecorderRules(SeccompPolicy& p, const RecorderPolicyOptions& options) {
   }
   p.refuse(SCMP_SYS(open), EACCES);
   p.refuse(SCMP_SYS(unlink), EACCES);
-  // Pcap files are flushed by stdio (write) and closed; fdatasync is what a clean close may ask.
+  // Pcap files are written whole records at a time (write) and closed; fdatasync is what a clean
+  // close may ask. After a short write (disk full) the writer cuts the file back to its last
+  // whole record with ftruncate, so that a reader never meets a torn record.
   p.allow(SCMP_SYS(fsync));
   p.allow(SCMP_SYS(fdatasync));
+  p.allow(SCMP_SYS(ftruncate));
 
   // --- PCAP-over-IP out (--pcapoveripconnect) ----------------------------------------------------
   // IPv4 and IPv6 streams. Other families are refused softly: KJ resolves a host name with

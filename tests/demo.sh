@@ -35,7 +35,7 @@ echo "== tlstap-front: HTTPS on 18443, recorded as HTTP on port 80"
 set -x
 "$build_dir/front/tlstap-front" --terminate --connect 127.0.0.1 --nosni www.example.com \
   --servercert "www.example.com:$work/cert.p12:file:$work/password" \
-  -p 18443,80,18080 -o "$work/captures" &
+  -p 18443,80,18080 -o "$work/captures" --cadir "$work/ca" &
 { set +x; } 2>/dev/null
 front=$!
 pids+=($front)

@@ -60,12 +60,15 @@ TEST(EmbeddedRecorder, ArgumentsPassTheRecordingOptionsThrough) {
   outputs.pcapOverIp = overIp;
   outputs.pcapOverIpConnect = connect;
   outputs.autoflushSeconds = 5;
+  outputs.retainHours = 48;
+  outputs.maxBytes = uint64_t(20) << 30;
+  outputs.statsIntervalSeconds = 60;
   outputs.verbose = true;
   auto args = recorderArguments(outputs);
   EXPECT_EQ(kj::strArray(args, " "),
             "-o /var/log/tlstap -w /tmp/all.pcap --pcapoverip 57012 "
             "--pcapoverip 127.0.0.1:57013 --pcapoveripconnect analyst.example:57014 "
-            "--autoflush 5 -v");
+            "--autoflush 5 --retain-hours 48 --max-bytes 21474836480 --stats-interval 60 -v");
 
   RecordingOutputs minimal;
   minimal.outputDir = "out"_kj;

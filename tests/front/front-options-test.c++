@@ -112,7 +112,8 @@ TEST(FrontOptions, EveryOptionIsStored) {
                 "--autoflush", "5", "--recorder-down", "pass", "--backend-ca", "/k/ca.pem",
                 "--insecure", "--dns", "192.0.2.53", "--max-connections", "500",
                 "--handshake-timeout", "3", "--idle-timeout", "60", "--threads", "4", "--user",
-                "tlstap", "-v");
+                "tlstap", "--retain-hours", "72", "--max-bytes", "20G", "--stats-interval", "0",
+                "-v");
   EXPECT_EQ(o.ports.size(), 1u);
   EXPECT_TRUE(o.terminate);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.connectHost).cStr(), "backend.internal");
@@ -143,6 +144,9 @@ TEST(FrontOptions, EveryOptionIsStored) {
   EXPECT_EQ(o.idleTimeoutSeconds, 60u);
   EXPECT_EQ(o.threads, 4u);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.user).cStr(), "tlstap");
+  EXPECT_EQ(o.retainHours, 72u);
+  EXPECT_EQ(o.maxBytes, uint64_t(20) << 30);
+  EXPECT_EQ(o.statsIntervalSeconds, 0u);
   EXPECT_TRUE(o.verbose);
 
   FrontOptions other;
@@ -215,6 +219,10 @@ TEST(FrontOptions, BadValuesNameTheOption) {
                "--idle-timeout", "604801");
   EXPECT_ERROR("--threads: 'many' is not a number of threads (1-1024)", "--threads", "many");
   EXPECT_ERROR("--threads: '0' is not a number of threads (1-1024)", "--threads", "0");
+  EXPECT_ERROR("--retain-hours: '0' is not a number of hours (1-876000)", "--retain-hours", "0");
+  EXPECT_ERROR("--max-bytes: '10X' is not a size (e.g. 500M, 20G, 2T)", "--max-bytes", "10X");
+  EXPECT_ERROR("--stats-interval: 'often' is not a number of seconds (0-604800)",
+               "--stats-interval", "often");
   EXPECT_ERROR("--terminate: takes no value", "--terminate=yes");
   EXPECT_ERROR("--bogus: unknown option (see --help)", "--bogus");
 }
@@ -229,7 +237,8 @@ TEST(FrontOptions, HelpListsEveryOption) {
                       "-w FILE", "--pcapoverip ", "--pcapoveripconnect", "--autoflush",
                       "--recorder ", "--link-psk", "--recorder-down", "--backend-ca",
                       "--insecure", "--dns", "--max-connections", "--handshake-timeout",
-                      "--idle-timeout", "--threads", "--user", "--config", "-v"}) {
+                      "--idle-timeout", "--threads", "--user", "--config", "--retain-hours",
+                      "--max-bytes", "--stats-interval", "-v"}) {
     EXPECT_NE(strstr(usage.cStr(), option), nullptr) << option;
   }
   auto error = parseInto(options, {"--help"});
@@ -253,6 +262,7 @@ TEST(FrontOptions, CheckAcceptsAWorkingSetUp) {
   EXPECT_STREQ(checked({GOOD, "-o", "dir", "--pcapoverip", "57012", "-p", "::1,443,80"}).cStr(),
                "");
   EXPECT_STREQ(checked({GOOD, "--recorder", "unix:/run/r.sock"}).cStr(), "");
+  EXPECT_STREQ(checked({GOOD, "-o", "d", "--retain-hours", "24", "--max-bytes", "1T"}).cStr(), "");
   EXPECT_STREQ(checked({GOOD, "--recorder", "r.internal:4000", "--link-psk", "env:PSK"}).cStr(),
                "");
   EXPECT_STREQ(checked({GOOD, "--pcapoveripconnect", "a:1", "--recorder-down", "pass"}).cStr(), "");
@@ -303,25 +313,30 @@ TEST(FrontOptions, CheckRefusesBadCombinations) {
                "--link-psk: only for a TCP --recorder (a unix socket is checked with SO_PEERCRED)");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--link-psk", "env:X"}).cStr(),
                "--link-psk: needs --recorder HOST:PORT");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--max-bytes", "1G"}).cStr(),
+               "--max-bytes: needs -o DIR (only rotated files are deleted)");
+  EXPECT_STREQ(checked({GOOD, "--recorder", "unix:/r", "--retain-hours", "5"}).cStr(),
+               "--retain-hours: belongs on the external recorder's command line, not here");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--insecure", "--backend-ca", "ca.pem"}).cStr(),
                "--insecure and --backend-ca contradict each other");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--insecure"}).cStr(),
                "--insecure: with --terminate the backend is plain TCP, nothing to verify");
   EXPECT_STREQ(checked({GOOD, "-w", "x", "--backend-ca", "ca.pem"}).cStr(),
                "--backend-ca: with --terminate the backend is plain TCP, nothing to verify");
-  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--connect", "b", "-w", "x"}).cStr(),
-               "--servercert: at least one is needed (forging certificates with a CA is not "
-               "supported yet)");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12", "--cn", "CA"}).cStr(),
+               "--cn: names a generated root CA; --cacert loads one that has its name");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12", "--cadir", "d"}).cStr(),
+               "--cadir: keeps a generated root CA; with --cacert none is generated");
 }
 
-TEST(FrontOptions, CheckRefusesOptionsNotImplementedYet) {
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12"}).cStr(),
-               "--cacert: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "-x", "ca.der"}).cStr(), "-x: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--certhttp", "80"}).cStr(),
-               "--certhttp: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cn", "CA"}).cStr(), "--cn: not supported yet");
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d"}).cStr(), "--cadir: not supported yet");
+TEST(FrontOptions, CheckAcceptsTheRootCaOptions) {
+  // No --servercert at all: every name gets a forged certificate.
+  EXPECT_STREQ(checked({"-p", "443,80", "--terminate", "--connect", "b", "-w", "x"}).cStr(), "");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cacert", "load:ca.p12:env:PW", "-x", "ca.der",
+                        "--certhttp", "8080"}).cStr(),
+               "");
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--cadir", "d", "--cn", "Lab CA", "-x", "c.der"}).cStr(),
+               "");
 }
 
 TEST(FrontOptions, UsersAreAcceptedAndTheRecorderUserOnlyForTheEmbeddedRecorder) {

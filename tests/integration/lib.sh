@@ -367,6 +367,16 @@ start_front() {
     ((SECONDS < deadline)) || fail "tlstap-front does not listen on $port after 10 s"
     sleep 0.1
   done
+  # The ports are bound before the recorder starts and the signal handlers are set; the front
+  # names its root CA once they are, and a SIGTERM before that would kill it outright (a slow
+  # start, as under the sanitizers, made stop_front see status 143). The front itself gives the
+  # recorder 10 s to answer.
+  deadline=$((SECONDS + 20))
+  until grep -q "info: .*root CA '" "$log"; do
+    process_alive "$FRONT_PID" || fail "tlstap-front exited at start-up: $(cat "$log")"
+    ((SECONDS < deadline)) || fail "tlstap-front did not finish starting within 20 s"
+    sleep 0.1
+  done
 }
 
 front_alive() {
@@ -581,6 +591,9 @@ give_to_recorder_user() {
   if [[ $(id -u) == 0 ]]; then chown tlstap-rec: "$@"; fi
 }
 give_to_recorder_user "$WORK/captures"
+# tlstap-front generates its root CA in a state directory when it has none: a test keeps its own
+# (the default would be /var/lib/tlstap as root, ~/.local/state/tlstap otherwise).
+export STATE_DIRECTORY=$WORK/state
 PASSED=0
 
 _cleanup() {

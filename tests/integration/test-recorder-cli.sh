@@ -119,11 +119,17 @@ expect_usage_error "--pcapoverip" --listen "$socket" -o "$WORK/out" --pcapoverip
 expect_usage_error "--pcapoveripconnect" --listen "$socket" -o "$WORK/out" \
   --pcapoveripconnect no-port-here
 expect_usage_error "stray" --listen "$socket" -o "$WORK/out" stray
+expect_usage_error "--retain-hours" --listen "$socket" -o "$WORK/out" --retain-hours 0
+expect_usage_error "--retain-hours" --listen "$socket" -w "$WORK/all.pcap" --retain-hours 5
+expect_usage_error "--max-bytes" --listen "$socket" -o "$WORK/out" --max-bytes 10X
+expect_usage_error "--max-bytes" --listen "$socket" -o "$WORK/out" --max-bytes 0
+expect_usage_error "--stats-interval" --listen "$socket" -o "$WORK/out" --stats-interval -5
 
 status=0
 "$RECORDER" --help > "$WORK/help" 2> "$WORK/stderr" || status=$?
 [[ $status == 0 ]] || fail "--help: exit status $status"
-for option in --listen -o -w --pcapoverip --pcapoveripconnect --autoflush; do
+for option in --listen -o -w --pcapoverip --pcapoveripconnect --autoflush --retain-hours \
+  --max-bytes --stats-interval; do
   grep -qe "$option " "$WORK/help" || fail "--help does not mention $option"
 done
 echo "ok: --help"

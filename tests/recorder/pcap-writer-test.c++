@@ -22,92 +22,11 @@
 
 #include "recorder/tcp-synth.h"
 #include "tests/recorder/frame-parser.h"
+#include "tests/recorder/pcap-test-util.h"
 
 namespace tlstap {
 namespace {
 
-// 2026-11-26 14:05:12 UTC.
-constexpr int64_t T_140512 = 1795701912ll * 1000000;
-constexpr int64_t T_135959 = 1795701599ll * 1000000;
-constexpr int64_t T_140000 = 1795701600ll * 1000000;
-constexpr int64_t HOUR = 3600ll * 1000000;
-
-class FakeClock final : public Clock {
-public:
-  explicit FakeClock(int64_t now) : now(now) {}
-  int64_t nowUs() override { return now; }
-  int64_t now;
-};
-
-class TempDir {
-public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string templ = std::string(base != nullptr && *base ? base : "/tmp") + "/pcapw-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    if (mkdtemp(buf.data()) == nullptr) abort();
-    path = buf.data();
-  }
-  ~TempDir() {
-    chmod(path.c_str(), 0700);
-    for (auto& name : list()) unlink((path + "/" + name).c_str());
-    rmdir(path.c_str());
-  }
-  // Sorted file names, as `ls` in the C locale shows them.
-  std::vector<std::string> list() const {
-    std::vector<std::string> out;
-    DIR* d = opendir(path.c_str());
-    if (d == nullptr) return out;
-    while (struct dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") out.push_back(name);
-    }
-    closedir(d);
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::string path;
-};
-
-struct PcapContents {
-  std::string error;  // from pcap_open_offline or a truncated record
-  int linkType = -1;
-  int snapLen = -1;
-  std::vector<test::CapturedPacket> packets;
-};
-
-PcapContents readPcap(const std::string& path) {
-  PcapContents out;
-  char errbuf[PCAP_ERRBUF_SIZE];
-  pcap_t* p = pcap_open_offline(path.c_str(), errbuf);
-  if (p == nullptr) {
-    out.error = errbuf;
-    return out;
-  }
-  out.linkType = pcap_datalink(p);
-  out.snapLen = pcap_snapshot(p);
-  struct pcap_pkthdr* h;
-  const u_char* data;
-  int rc;
-  while ((rc = pcap_next_ex(p, &h, &data)) == 1) {
-    int64_t t = int64_t(h->ts.tv_sec) * 1000000 + h->ts.tv_usec;
-    out.packets.push_back({t, std::vector<uint8_t>(data, data + h->caplen)});
-  }
-  if (rc == -1) out.error = pcap_geterr(p);
-  pcap_close(p);
-  return out;
-}
-
-std::vector<kj::byte> frameOf(size_t size, uint8_t fill) {
-  return std::vector<kj::byte>(size, fill);
-}
-kj::ArrayPtr<const kj::byte> view(const std::vector<kj::byte>& v) {
-  return kj::arrayPtr(v.data(), v.size());
-}
-
-std::string current(const RotatingPcapWriter& writer) { return writer.currentFileName().cStr(); }
 
 std::string describe(kj::Function<void()> f) {
   try {
@@ -145,7 +64,7 @@ TEST(SinglePcapWriter, WritesReadableCapture) {
   TempDir dir;
   std::string path = dir.file("out.pcap");
   {
-    SinglePcapWriter writer(path.c_str());
+    SinglePcapWriter writer(path.c_str(), wallClock);
     writer.writePacket(T_140512 + 1, view(frameOf(60, 1)));
     writer.writePacket(T_140512 + 999999, view(frameOf(1514, 2)));
     writer.writePacket(T_140512 + 1000000, view(frameOf(54, 3)));
@@ -171,28 +90,53 @@ TEST(SinglePcapWriter, WritesReadableCapture) {
 TEST(SinglePcapWriter, FlushMakesPacketsVisibleWhileOpen) {
   TempDir dir;
   std::string path = dir.file("live.pcap");
-  SinglePcapWriter writer(path.c_str());
+  SinglePcapWriter writer(path.c_str(), wallClock);
   // The header is written at once: a reader can open the file before the first packet.
   auto empty = readPcap(path);
   EXPECT_EQ(empty.error, "");
   EXPECT_EQ(empty.packets.size(), 0u);
   writer.writePacket(T_140512, view(frameOf(100, 7)));
   writer.writePacket(T_140512 + 5, view(frameOf(100, 8)));
-  EXPECT_EQ(readPcap(path).packets.size(), 0u);  // still in the stdio buffer
+  EXPECT_EQ(readPcap(path).packets.size(), 0u);  // still in the writer's buffer
   writer.flush();
   auto live = readPcap(path);
   EXPECT_EQ(live.error, "");
   EXPECT_EQ(live.packets.size(), 2u);
 }
 
+// The recorder acknowledges data once whenWritten() resolves: by then the packets are in the
+// file, and many calls in one event-loop turn share one write-out.
+TEST(SinglePcapWriter, WhenWrittenResolvesOnceThePacketsAreInTheFile) {
+  kj::EventLoop loop;
+  kj::WaitScope waitScope(loop);
+  TempDir dir;
+  std::string path = dir.file("acked.pcap");
+  SinglePcapWriter writer(path.c_str(), wallClock);
+  EXPECT_TRUE(writer.whenWritten().poll(waitScope));  // nothing to wait for
+  for (int round = 0; round < 3; round++) {
+    std::vector<kj::Promise<void>> acks;
+    for (int i = 0; i < 5; i++) {
+      writer.writePacket(T_140512 + round * 10 + i, view(frameOf(200, i)));
+      acks.push_back(writer.whenWritten());
+    }
+    EXPECT_EQ(readPcap(path).packets.size(), size_t(round * 5));  // not yet: still buffered
+    for (auto& ack : acks) ack.wait(waitScope);
+    auto pcap = readPcap(path);
+    EXPECT_EQ(pcap.error, "");
+    EXPECT_EQ(pcap.packets.size(), size_t(round * 5 + 5));
+  }
+  EXPECT_EQ(writer.counters().packetsWritten, 15u);
+  EXPECT_EQ(writer.counters().bytesWritten, 24u + 15 * (16 + 200));
+}
+
 TEST(SinglePcapWriter, NeverOverwritesAnExistingFile) {
   TempDir dir;
   std::string path = dir.file("again.pcap");
   {
-    SinglePcapWriter writer(path.c_str());
+    SinglePcapWriter writer(path.c_str(), wallClock);
     writer.writePacket(T_140512, view(frameOf(80, 0)));
   }
-  EXPECT_EQ(describe([&]() { SinglePcapWriter(path.c_str()); }),
+  EXPECT_EQ(describe([&]() { SinglePcapWriter(path.c_str(), wallClock); }),
             "cannot create " + path + ": File exists");
   auto pcap = readPcap(path);
   ASSERT_EQ(pcap.packets.size(), 1u);
@@ -200,10 +144,10 @@ TEST(SinglePcapWriter, NeverOverwritesAnExistingFile) {
 }
 
 TEST(SinglePcapWriter, CreationFailuresAreOneLine) {
-  EXPECT_EQ(describe([]() { SinglePcapWriter("/nonexistent-tlstap-dir/x.pcap"); }),
+  EXPECT_EQ(describe([&]() { SinglePcapWriter("/nonexistent-tlstap-dir/x.pcap", wallClock); }),
             "cannot create /nonexistent-tlstap-dir/x.pcap: No such file or directory");
   // An existing path is never reused, not even a device.
-  EXPECT_EQ(describe([]() { SinglePcapWriter("/dev/full"); }),
+  EXPECT_EQ(describe([&]() { SinglePcapWriter("/dev/full", wallClock); }),
             "cannot create /dev/full: File exists");
 }
 
@@ -326,67 +270,6 @@ TEST(RotatingPcapWriter, NonWritableDirectoryThrows) {
   EXPECT_TRUE(dir.list().empty());
 }
 
-// The scenario of WriteErrorIsLoggedOnceAndRecordingResumes, run in a child process; exits 0
-// when every outcome is as expected, else 1 with the reason on the original stderr.
-[[noreturn]] void writeErrorScenario(const TempDir& dir, const std::string& log) {
-  int saved = dup(2);
-  int logFd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  dup2(logFd, 2);
-  auto fail = [&](const char* why) {
-    dprintf(saved, "%s\n", why);
-    _exit(1);
-  };
-  signal(SIGXFSZ, SIG_IGN);
-  struct rlimit limit;
-  getrlimit(RLIMIT_FSIZE, &limit);
-  struct rlimit small = limit;
-  small.rlim_cur = 3 << 20;  // the stdio buffer is 1 MiB: a few flushes succeed first
-  if (setrlimit(RLIMIT_FSIZE, &small) != 0) fail("setrlimit");
-  FakeClock clock(T_140512);
-  RotatingPcapWriter writer(dir.path.c_str(), clock);
-  auto frame = frameOf(1000, 9);
-  for (int i = 0; i < 10000; i++) writer.writePacket(T_140512 + i, view(frame));
-  writer.flush();
-  if (writer.lostPackets() == 0) fail("nothing was lost");
-  uint64_t lostBefore = writer.lostPackets();
-  // Within the minute no retry; after it, a new file once there is room again.
-  clock.now += 30 * 1000000ll;
-  writer.writePacket(clock.now, view(frame));
-  if (writer.currentFileName() != "") fail("retried too early");
-  setrlimit(RLIMIT_FSIZE, &limit);
-  clock.now += 31 * 1000000ll;
-  for (int i = 0; i < 5; i++) writer.writePacket(clock.now + i, view(frame));
-  if (writer.lostPackets() != lostBefore + 1) fail("packets lost after recovery");
-  std::string resumed = writer.currentFileName().cStr();
-  if (resumed != "tlstap-20261126-140613.pcap") fail("unexpected file after recovery");
-  writer.close();
-  auto first = readPcap(dir.file("tlstap-20261126-140000.pcap"));
-  if (first.packets.size() < 2000) fail("first file lost what was written before the error");
-  if (readPcap(dir.file(resumed)).packets.size() != 5) fail("resumed file incomplete");
-  std::ifstream in(log);
-  std::string line;
-  int errors = 0, resumes = 0, other = 0;
-  while (std::getline(in, line)) {
-    if (line.find("error: cannot write") != std::string::npos) {
-      errors++;
-    } else if (line.find("recording resumed") != std::string::npos) {
-      resumes++;
-    } else {
-      other++;
-    }
-  }
-  if (errors != 1 || resumes != 1 || other != 0) fail("expected one error and one resume line");
-  _exit(0);
-}
-
-// A file size limit makes write() fail with EFBIG as a full disk fails with ENOSPC. Run in a
-// child: the limit and the captured stderr must not leak into other tests.
-TEST(RotatingPcapWriter, WriteErrorIsLoggedOnceAndRecordingResumes) {
-  TempDir dir;
-  std::string log = dir.file("stderr.txt");
-  EXPECT_EXIT(writeErrorScenario(dir, log), ::testing::ExitedWithCode(0), "");
-}
-
 // ---------------------------------------------------------------------------------------------
 // End to end: synthesized flows written to a file, read back by tshark.
 
@@ -466,7 +349,7 @@ TEST(TsharkCheck, SynthesizedFlowsHaveNoTcpProblemsAndFollowGivesTheBytes) {
   std::vector<kj::byte> sent[4][2];  // [stream][side]
   CountingSink counter;
   {
-    SinglePcapWriter writer(path.c_str());
+    SinglePcapWriter writer(path.c_str(), wallClock);
     FanOutSink sink;
     sink.add(writer);
     sink.add(counter);
