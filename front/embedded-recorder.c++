@@ -59,7 +59,9 @@ kj::Array<kj::String> recorderEnvironment(const char* const* from) {
   // manager put there) must not reach a process that never needs it, whatever its name.
   static const kj::StringPtr NAMES[] = {"PATH"_kj, "TZ"_kj, "LANG"_kj, "LD_LIBRARY_PATH"_kj,
                                         "ASAN_OPTIONS"_kj, "UBSAN_OPTIONS"_kj,
-                                        "LSAN_OPTIONS"_kj};
+                                        "LSAN_OPTIONS"_kj,
+                                        // The seccomp debug switch reaches the recorder too.
+                                        "TLSTAP_SECCOMP_LOG"_kj};
   kj::Vector<kj::String> kept;
   for (auto entry = from; entry != nullptr && *entry != nullptr; entry++) {
     kj::StringPtr variable = *entry;
@@ -106,6 +108,10 @@ kj::Array<kj::String> recorderArguments(const RecordingOutputs& outputs) {
     args.add(kj::str(outputs.statsIntervalSeconds));
   }
   if (outputs.verbose) args.add(kj::str("-v"));
+  KJ_IF_MAYBE(user, outputs.user) {
+    args.add(kj::str("--user"));
+    args.add(kj::str(*user));
+  }
   return args.releaseAsArray();
 }
 

@@ -44,6 +44,7 @@ struct RecordingOutputs {
   uint64_t maxBytes = 0;                              // --max-bytes SIZE, if not 0
   uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval N
   bool verbose = false;                               // -v
+  kj::Maybe<kj::StringPtr> user;  // --user: the recorder drops to it (the front runs as root)
 };
 
 // The environment of the supervisor and its recorders: from `from` (environ), only PATH, TZ,

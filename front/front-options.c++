@@ -352,8 +352,12 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
     return setNumber(o->threads, value, 1, 1024, "a number of threads");
   });
   addStatsIntervalOption(parser, o->statsIntervalSeconds);
-  parser.addOption("user", 0, "USER", "run as USER after start-up",
+  parser.addOption("user", 0, "USER",
+                   "started as root, run as USER after start-up (default tlstap)",
                    [o](kj::StringPtr value) { return setOnce(o->user, value); });
+  parser.addOption("recorder-user", 0, "USER",
+                   "started as root, run the embedded recorder as USER (default tlstap-rec)",
+                   [o](kj::StringPtr value) { return setOnce(o->recorderUser, value); });
   addConfigOption(parser);
   parser.addFlag("", 'v', "verbose: log every connection", [o]() { o->verbose = true; });
 }
@@ -380,6 +384,10 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     if (localOutputs) {
       return kj::str("--recorder: -o, -w, --pcapoverip and --pcapoveripconnect belong on the "
                      "external recorder's command line, not here");
+    }
+    if (options.recorderUser != nullptr) {
+      return kj::str("--recorder-user: only for the embedded recorder (an external recorder "
+                     "takes its own --user)");
     }
     if (options.retainHours > 0 || options.maxBytes > 0) {
       return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",
@@ -427,18 +435,6 @@ kj::Maybe<kj::String> checkFrontOptions(const FrontOptions& options) {
     if (options.caDir != nullptr) {
       return kj::str("--cadir: keeps a generated root CA; with --cacert none is generated");
     }
-  }
-
-  // Parsed for later issues; refused until they exist rather than silently ignored.
-  struct Pending {
-    bool given;
-    const char* option;
-  };
-  Pending pending[] = {
-      {options.user != nullptr, "--user"},
-  };
-  for (auto& p : pending) {
-    if (p.given) return kj::str(p.option, ": not supported yet");
   }
   return nullptr;
 }

@@ -60,8 +60,8 @@ struct FrontOptions {
   uint32_t threads = defaultThreadCount();  // --threads N
   uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval, both logs
 
-  // Re-encryption, the root CA and sandbox: parsed and stored for the issues that implement
-  // them; checkFrontOptions() refuses the ones not implemented yet.
+  // Re-encryption and the root CA: parsed and stored for the issues that implement them;
+  // checkFrontOptions() refuses the ones not implemented yet.
   kj::Maybe<kj::String> backendCa;      // --backend-ca FILE
   bool insecure = false;                // --insecure
   kj::Maybe<SocketAddress> dns;         // --dns IP[:PORT] (port 53 by default)
@@ -71,7 +71,8 @@ struct FrontOptions {
   kj::Maybe<kj::String> exportCa;       // -x FILE
   kj::Maybe<uint16_t> certHttpPort;     // --certhttp PORT
   kj::Maybe<kj::String> caCommonName;   // --cn NAME
-  kj::Maybe<kj::String> user;           // --user USER
+  kj::Maybe<kj::String> user;           // --user USER (the front, after start-up as root)
+  kj::Maybe<kj::String> recorderUser;   // --recorder-user USER (the embedded recorder)
 };
 
 // Registers every option of tlstap-front, with its help text, storing into `options` (which

@@ -1,5 +1,6 @@
 // tlstap-front: wires the parts together in the start-up order of DESIGN.md (options, keys and
-// certificates, listening sockets, recorder), then runs the event loop until SIGTERM/SIGINT.
+// certificates, listening sockets, recorder, then the lock-down: user, no_new_privs, seccomp),
+// then runs the event loop until SIGTERM/SIGINT.
 // Any start-up failure is one line on stderr and exit status 2, with nothing started.
 
 #include <errno.h>
@@ -32,6 +33,7 @@
 #include "front/unix-link-source.h"
 #include "front/tls-session.h"
 #include "front/worker.h"
+#include "sandbox/lock-down.h"
 
 namespace tlstap {
 namespace {
@@ -226,6 +228,28 @@ void waitForRecorder(KjOnLibevent& kj, RecorderClient& client, kj::StringPtr wha
   }
 }
 
+// Started as root, the embedded recorder runs as a user of its own (--recorder-user, default
+// tlstap-rec), never the front's: it must not share a uid with the process holding the keys.
+kj::Maybe<kj::String> chooseEmbeddedRecorderUser(const FrontOptions& options,
+                                                 const kj::Maybe<UserIdentity>& frontUser,
+                                                 kj::Maybe<kj::String>& name) {
+  kj::Maybe<UserIdentity> recorderUser;
+  KJ_IF_MAYBE(error, chooseRunAsUser("--recorder-user", options.recorderUser, DEFAULT_RECORDER_USER,
+                                     recorderUser)) {
+    return kj::mv(*error);
+  }
+  KJ_IF_MAYBE(recorder, recorderUser) {
+    KJ_IF_MAYBE(front, frontUser) {
+      if (front->uid == recorder->uid) {
+        return kj::str("--recorder-user: the recorder must not run as the front's user ",
+                       front->name, " (uid ", front->uid, "): give each its own user");
+      }
+    }
+    name = kj::str(recorder->name);
+  }
+  return nullptr;
+}
+
 int run(int argc, char** argv) {
   setLogProgram(PROGRAM);
   // Writes to a peer that has gone must fail with EPIPE, not kill the process.
@@ -238,6 +262,13 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(error, checkFrontOptions(options)) exitWithUsageError(PROGRAM, *error);
   setLogVerbose(options.verbose);
 
+  // Users are looked up now, while NSS may still read /etc/passwd.
+  kj::Maybe<UserIdentity> frontUser;
+  KJ_IF_MAYBE(error, chooseRunAsUser("--user", options.user, DEFAULT_FRONT_USER, frontUser)) {
+    exitWithUsageError(PROGRAM, *error);
+  }
+  kj::Maybe<kj::String> recorderUserName;
+
   // The embedded recorder's supervisor starts first, before any key, password or certificate
   // file is read or open: exec leaves none of the front's memory behind anyway, and this way no
   // descriptor or later state of the front can reach it either. It starts the recorder only when
@@ -247,6 +278,9 @@ int run(int argc, char** argv) {
   EmbeddedRecorder embedded;
   RecordingOutputs outputs;
   if (options.recorderAddress == nullptr) {
+    KJ_IF_MAYBE(error, chooseEmbeddedRecorderUser(options, frontUser, recorderUserName)) {
+      exitWithUsageError(PROGRAM, *error);
+    }
     KJ_IF_MAYBE(dir, options.outputDir) outputs.outputDir = kj::StringPtr(*dir);
     KJ_IF_MAYBE(file, options.writeFile) outputs.writeFile = kj::StringPtr(*file);
     outputs.pcapOverIp = options.pcapOverIp.asPtr();
@@ -256,6 +290,8 @@ int run(int argc, char** argv) {
     outputs.maxBytes = options.maxBytes;
     outputs.statsIntervalSeconds = options.statsIntervalSeconds;
     outputs.verbose = options.verbose;
+    // Started as root, each recorder the supervisor starts drops to its own user.
+    KJ_IF_MAYBE(name, recorderUserName) outputs.user = kj::StringPtr(*name);
     KJ_IF_MAYBE(error, embedded.start(outputs)) exitWithUsageError(PROGRAM, *error);
   }
 
@@ -264,7 +300,11 @@ int run(int argc, char** argv) {
     KJ_IF_MAYBE(error, certs.addServerCert(cert.spec, cert.origin)) {
       exitWithUsageError(PROGRAM, kj::str("--servercert: ", *error));
     }
+    // The spec may hold a literal password: no copy of it stays behind.
+    wipe(cert.spec.begin(), cert.spec.size());
   }
+  // Nor in the environment, where the process's own copy would outlive its use.
+  certs.forgetPasswordVariables();
 
   // The root CA is always there (PolarProxy's model): loaded with --cacert, or generated once
   // and kept in --cadir. Names no --servercert covers get a certificate it signs.
@@ -367,6 +407,15 @@ int run(int argc, char** argv) {
     waitForRecorder(kj, *client, "tlstap-recorder", sourceRef);
     recorderClient = kj::mv(client);
   }
+
+  // Everything that needs root or the file system is done: lock down (DESIGN.md "Security
+  // model"). One event loop for now, so no thread is ever started (--threads is for later).
+  FrontPolicyOptions policy;
+  KJ_IF_MAYBE(address, options.recorderAddress) policy.unixRecorder = address->startsWith("unix:");
+  KJ_IF_MAYBE(error, lockDownFront(frontUser, policy)) {
+    exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
+  }
+
   kj::Maybe<FlowRecorder&> recorder;
   kj::Maybe<RecorderClient&> recorderRef;
   KJ_IF_MAYBE(client, recorderClient) {

@@ -63,6 +63,10 @@ kj::Promise<void> LinkServer::acceptFrom(kj::Own<kj::ConnectionReceiver> listene
   return receiver.accept().then(
       [this, listener = kj::mv(listener), name = kj::mv(name), tls](
           kj::Own<kj::AsyncIoStream> stream) mutable -> kj::Promise<void> {
+        if (!peerAllowed(*stream, name)) {
+          // Closed here, unread.
+          return acceptFrom(kj::mv(listener), kj::mv(name), tls);
+        }
         auto peer = describePeer(*stream, name);
         KJ_IF_MAYBE(t, tls) {
           tasks.add(authenticate(*t, kj::mv(stream), kj::mv(peer)));
@@ -108,6 +112,39 @@ kj::Promise<void> LinkServer::serve(kj::Own<kj::AsyncIoStream> stream, kj::Strin
               logError("front ", peerName, " disconnected: ", exception.getDescription());
             })
       .attach(kj::mv(connection), kj::defer([this]() { connectionEnded(); }));
+}
+
+bool LinkServer::peerAllowed(kj::AsyncIoStream& stream, kj::StringPtr listenerName) {
+  KJ_IF_MAYBE(uids, allowedUids) {
+    // Only unix sockets have peer credentials (on TCP the kernel answers with uid -1); fronts
+    // on TCP are authenticated by the TLS link, or limited to loopback.
+    struct sockaddr_storage local = {};
+    uint localLength = sizeof(local);
+    bool unixSocket = false;
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      stream.getsockname(reinterpret_cast<sockaddr*>(&local), &localLength);
+      unixSocket = local.ss_family == AF_UNIX;
+    })) {
+      return true;
+    }
+    if (!unixSocket) return true;
+    struct ucred credentials = {};
+    uint length = sizeof(credentials);
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &credentials, &length);
+    })) {
+      // No peer credentials: not a unix socket (TCP on loopback), which this check is not for.
+      return true;
+    }
+    if (length != sizeof(credentials)) return true;
+    for (uid_t uid : *uids) {
+      if (uid == credentials.uid) return true;
+    }
+    logWarning("refused a front on ", listenerName, " (pid ", credentials.pid, ", uid ",
+               credentials.uid, "): that user is not allowed (--allow-user)");
+    return false;
+  }
+  return true;
 }
 
 void LinkServer::connectionEnded() {

@@ -7,6 +7,7 @@
 // garbage, no handshake in time) is closed with one log line before any RPC message is read.
 #pragma once
 
+#include <sys/types.h>
 #include <kj/async-io.h>
 #include <kj/string.h>
 #include <kj/timer.h>
@@ -23,6 +24,11 @@ public:
   LinkServer(PacketSink& sink, RecorderCounters& counters);
   ~LinkServer() noexcept(false);
   KJ_DISALLOW_COPY(LinkServer);
+
+  // Fronts on a unix socket are accepted only from these uids (SO_PEERCRED); anyone else is
+  // logged and closed before a single RPC message is read. Never called: no check (TCP
+  // listeners are never checked this way: they have no peer credentials).
+  void allowPeers(kj::Array<uid_t> uids) { allowedUids = kj::mv(uids); }
 
   // How a listener authenticates its fronts: the link's credentials, and the timer that bounds
   // a handshake.
@@ -47,6 +53,8 @@ public:
 
 private:
   void connectionEnded();
+  // True if the peer may send flows; logs a refusal.
+  bool peerAllowed(kj::AsyncIoStream& stream, kj::StringPtr listenerName);
   kj::Promise<void> authenticate(Tls tls, kj::Own<kj::AsyncIoStream> stream, kj::String peer);
 
   class ErrorHandler final : public kj::TaskSet::ErrorHandler {
@@ -57,6 +65,7 @@ private:
   PacketSink& sink;
   RecorderCounters& counters;
   size_t connections = 0;
+  kj::Maybe<kj::Array<uid_t>> allowedUids;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> idleWaiters;
   ErrorHandler errorHandler;
   // Last: destroying it cancels the connections, whose clean-up uses the members above.

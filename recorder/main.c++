@@ -1,5 +1,7 @@
 // tlstap-recorder: receives decrypted flows from tlstap-front over Cap'n Proto RPC and writes
 // them as TCP/IP packets into pcap files and to PCAP-over-IP consumers. It never sees a key.
+// Start-up order: options, sockets, outputs, privilege drop, first hourly file, lock-down.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -13,8 +15,10 @@
 #include "recorder/link-server.h"
 #include "recorder/pcap-over-ip.h"
 #include "recorder/pcap-writer.h"
+#include "recorder/recorder-identity.h"
 #include "recorder/recorder-options.h"
 #include "recorder/supervisor.h"
+#include "sandbox/lock-down.h"
 
 namespace tlstap {
 namespace {
@@ -35,6 +39,7 @@ public:
 // The outputs chosen on the command line, behind one PacketSink.
 struct Outputs {
   kj::Maybe<kj::Own<PcapWriter>> file;  // -o DIR or -w FILE
+  int outputDirFd = -1;                   // -o DIR, open: where the sandbox lets files be made
   kj::Maybe<kj::Own<PcapOverIp>> pcapOverIp;
   FanOutSink fanOut;
 
@@ -88,17 +93,23 @@ kj::Own<kj::ConnectionReceiver> wrapListener(kj::AsyncIoContext& io, kj::AutoClo
       kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 }
 
+// Before the privilege drop: opens -o DIR (creating it, then giving it to the recorder's user)
+// and creates -w FILE (then gives it to that user); their parents may be closed to that user.
 // Returns the first output that cannot be opened, as "-o: cause", or nullptr.
-kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clock,
-                                      Outputs& outputs) {
+kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options,
+                                      const RecorderIdentity& identity, Clock& clock,
+                                      Outputs& outputs, kj::AutoCloseFd& outputDir) {
   KJ_IF_MAYBE(dir, options.outputDir) {
+    bool created = false;
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      RetentionPolicy retention{options.retainHours, options.maxBytes};
-      auto writer = kj::heap<RotatingPcapWriter>(*dir, clock, retention);
-      outputs.fanOut.add(*writer);
-      outputs.file = kj::mv(writer);
+      outputDir = RotatingPcapWriter::openDirectory(*dir, created);
     })) {
       return kj::str("-o: ", exception->getDescription());
+    }
+    if (created) {
+      KJ_IF_MAYBE(error, giveToRecorderUser(outputDir, "", identity)) {
+        return kj::str("-o: ", *dir, ": ", *error);
+      }
     }
   }
   KJ_IF_MAYBE(given, options.writeFile) {
@@ -112,6 +123,32 @@ kj::Maybe<kj::String> openFileOutputs(const RecorderOptions& options, Clock& clo
       outputs.file = kj::mv(writer);
     })) {
       return kj::str("-w: ", exception->getDescription());
+    }
+    KJ_IF_MAYBE(error, giveToRecorderUser(AT_FDCWD, path, identity)) {
+      return kj::str("-w: ", *error);
+    }
+  }
+  return nullptr;
+}
+
+// After the privilege drop: the first hourly file is created as the user that creates the
+// later ones, so a directory that user cannot write is found now, not at the next hour.
+kj::Maybe<kj::String> startRotatingOutput(const RecorderOptions& options,
+                                          const RecorderIdentity& identity, Clock& clock,
+                                          kj::AutoCloseFd outputDir, Outputs& outputs) {
+  KJ_IF_MAYBE(dir, options.outputDir) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      RetentionPolicy retention{options.retainHours, options.maxBytes};
+      auto writer = kj::heap<RotatingPcapWriter>(kj::mv(outputDir), *dir, clock, retention);
+      outputs.fanOut.add(*writer);
+      outputs.outputDirFd = writer->directoryFd();
+      outputs.file = kj::mv(writer);
+    })) {
+      KJ_IF_MAYBE(user, identity.runAs) {
+        return kj::str("-o: ", exception->getDescription(), " (as user ", user->name,
+                       ", who must be able to write there)");
+      }
+      return kj::str("-o: ", exception->getDescription());
     }
   }
   return nullptr;
@@ -182,16 +219,43 @@ int run(int argc, char** argv) {
   auto& timer = io.provider->getTimer();
   TaskErrorLogger errorLogger;
 
+  // Users are looked up now, while NSS may still read /etc/passwd.
+  RecorderIdentity identity;
+  KJ_IF_MAYBE(error, chooseRecorderIdentity(options, identity)) {
+    exitWithUsageError(PROGRAM, *error);
+  }
+
   // Bind every socket before creating any file: a port in use must leave nothing behind.
   kj::Vector<kj::AutoCloseFd> pcapOverIpSockets, listenSockets;
   for (auto& address : options.pcapOverIp) {
     pcapOverIpSockets.add(bindOrExit("--pcapoverip", address));
   }
-  for (auto& address : options.listen) listenSockets.add(bindOrExit("--listen", address));
+  for (auto& address : options.listen) {
+    listenSockets.add(bindOrExit("--listen", address));
+    if (address.family() == AF_UNIX) {
+      auto path = reinterpret_cast<const sockaddr_un*>(&address.storage)->sun_path;
+      KJ_IF_MAYBE(error, secureUnixSocket(path, identity)) {
+        removeUnixSockets(options);
+        exitWithUsageError(PROGRAM, kj::str("--listen: ", *error));
+      }
+    }
+  }
 
   SystemClock clock;
   Outputs outputs;
-  KJ_IF_MAYBE(error, openFileOutputs(options, clock, outputs)) {
+  kj::AutoCloseFd outputDir;
+  KJ_IF_MAYBE(error, openFileOutputs(options, identity, clock, outputs, outputDir)) {
+    removeUnixSockets(options);
+    exitWithUsageError(PROGRAM, *error);
+  }
+  // Everything that needs root is done: drop to the recorder's user for good.
+  KJ_IF_MAYBE(user, identity.runAs) {
+    KJ_IF_MAYBE(error, dropPrivileges(*user)) {
+      exitWithUsageError(PROGRAM, kj::str("--user: ", *error));
+    }
+    logInfo("running as user ", user->name, " (uid ", user->uid, ")");
+  }
+  KJ_IF_MAYBE(error, startRotatingOutput(options, identity, clock, kj::mv(outputDir), outputs)) {
     removeUnixSockets(options);
     exitWithUsageError(PROGRAM, *error);
   }
@@ -211,6 +275,7 @@ int run(int argc, char** argv) {
 
   RecorderCounters counters;
   LinkServer links(outputs.fanOut, counters);
+  links.allowPeers(kj::heapArray(identity.allowedPeers.asPtr()));
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
@@ -246,6 +311,14 @@ int run(int argc, char** argv) {
     stop = stop.exclusiveJoin(link.addBranch());
     embeddedLink = kj::mv(link);
   }
+
+  // Lock-down (DESIGN.md "Security model"): from here on files only in the output directory.
+  RecorderPolicyOptions policy;
+  if (outputs.outputDirFd >= 0) policy.outputDirFd = outputs.outputDirFd;
+  KJ_IF_MAYBE(error, lockDownRecorder(policy)) {
+    exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
+  }
+
   kj::Function<void()> report = [&counters, &outputs]() { logCounters(counters, outputs); };
   auto reporting = reportOnSignal(io.unixEventPort, report)
                        .exclusiveJoin(reportPeriodically(timer, options.statsIntervalSeconds,

@@ -352,17 +352,32 @@ kj::String RotatingPcapWriter::fileNameForTime(int64_t timeUs, unsigned collisio
   return formatTime(timeUs, false, collision);
 }
 
-RotatingPcapWriter::RotatingPcapWriter(kj::StringPtr dir, Clock& clock,
-                                       RetentionPolicy retention, size_t pendingLimit)
-    : PcapWriter(clock, pendingLimit), dirPath(kj::str(dir)), retention(retention) {
+kj::AutoCloseFd RotatingPcapWriter::openDirectory(kj::StringPtr dir, bool& created) {
   // Like PolarProxy's -o, a missing last directory is created (owner and group only: it will
   // hold decrypted traffic); a missing parent is still an error.
-  if (mkdir(dir.cStr(), 0750) != 0 && errno != EEXIST) {
+  created = mkdir(dir.cStr(), 0750) == 0;
+  if (!created && errno != EEXIST) {
     throwOneLine(kj::str("cannot create directory ", dir, ": ", strerror(errno)));
   }
   int fd = ::open(dir.cStr(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throwOneLine(kj::str("cannot open directory ", dir, ": ", strerror(errno)));
-  dirFd = kj::AutoCloseFd(fd);
+  return kj::AutoCloseFd(fd);
+}
+
+RotatingPcapWriter::RotatingPcapWriter(kj::StringPtr dir, Clock& clock,
+                                       RetentionPolicy retention, size_t pendingLimit)
+    : RotatingPcapWriter(
+          [&]() {
+            bool created;
+            return openDirectory(dir, created);
+          }(),
+          dir, clock, retention, pendingLimit) {}
+
+RotatingPcapWriter::RotatingPcapWriter(kj::AutoCloseFd directory, kj::StringPtr dir,
+                                       Clock& clock, RetentionPolicy retention,
+                                       size_t pendingLimit)
+    : PcapWriter(clock, pendingLimit), dirPath(kj::str(dir)), dirFd(kj::mv(directory)),
+      retention(retention) {
   int64_t nowUs = clock.nowUs();
   openFile(nowUs);
   applyRetention(nowUs);

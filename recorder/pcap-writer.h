@@ -172,6 +172,13 @@ public:
   // at least once a minute.
   RotatingPcapWriter(kj::StringPtr dir, Clock& clock, RetentionPolicy retention = {},
                      size_t pendingLimit = DEFAULT_PENDING_LIMIT);
+  // The same with DIR already opened by openDirectory(): a recorder that drops privileges opens
+  // DIR as root (its parents may be closed to the recorder's user) and creates files after.
+  RotatingPcapWriter(kj::AutoCloseFd dirFd, kj::StringPtr dir, Clock& clock,
+                     RetentionPolicy retention = {}, size_t pendingLimit = DEFAULT_PENDING_LIMIT);
+  // Creates DIR (mode 0750) if missing, setting `created`, and opens it. Throws like the
+  // constructor.
+  static kj::AutoCloseFd openDirectory(kj::StringPtr dir, bool& created);
   ~RotatingPcapWriter() noexcept(false);
 
   // Rotates if the clock's hour changed (so that a file closes on the hour even when no packet
@@ -179,6 +186,9 @@ public:
   void tick() override;
   // The old name of tick().
   void rotateIfDue() { tick(); }
+
+  // The open output directory: the only fd the recorder's sandbox lets it create files in.
+  int directoryFd() const { return dirFd; }
 
   // The name (without the directory) of the file being written, "" if none is open.
   kj::StringPtr currentFileName() const;

@@ -81,6 +81,22 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                      }
                      return kj::str("'", value, "' is not a number of seconds (1-3600)");
                    });
+  parser.addOption("user", 0, "USER",
+                   "started as root, run as USER after start-up (default tlstap-rec)",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     if (options.user != nullptr) return kj::str("given twice");
+                     if (value.size() == 0) return kj::str("empty user name");
+                     options.user = kj::heapString(value);
+                     return nullptr;
+                   });
+  parser.addOption("allow-user", 0, "USER",
+                   "let USER's fronts connect to a unix --listen socket (default: root, this "
+                   "recorder's user and tlstap); repeatable",
+                   [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
+                     if (value.size() == 0) return kj::str("empty user name");
+                     options.allowUsers.add(kj::heapString(value));
+                     return nullptr;
+                   });
   parser.addOption("retain-hours", 0, "N",
                    "with -o: delete capture files last written more than N hours ago",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
@@ -145,6 +161,11 @@ kj::Maybe<kj::String> checkRecorderOptions(const RecorderOptions& options) {
   if (options.outputDir == nullptr && options.writeFile == nullptr &&
       options.pcapOverIp.size() == 0 && options.pcapOverIpConnect.size() == 0) {
     return kj::str("-o: no output (give -o DIR, -w FILE, --pcapoverip or --pcapoveripconnect)");
+  }
+  if (options.allowUsers.size() > 0) {
+    bool unixListener = false;
+    for (auto& address : options.listen) unixListener |= address.family() == AF_UNIX;
+    if (!unixListener) return kj::str("--allow-user: only for a unix --listen socket");
   }
   if (options.outputDir == nullptr && (options.retainHours > 0 || options.maxBytes > 0)) {
     return kj::str(options.retainHours > 0 ? "--retain-hours" : "--max-bytes",

@@ -32,6 +32,12 @@ struct RecorderOptions {
   uint64_t maxBytes = 0;     // --max-bytes SIZE (0: no limit)
   uint32_t statsIntervalSeconds = DEFAULT_STATS_INTERVAL_SECONDS;  // --stats-interval
   bool verbose = false;
+
+  // Started as root: the user to run as after start-up (default tlstap-rec).
+  kj::Maybe<kj::String> user;
+  // Who may connect to a unix --listen socket (checked with SO_PEERCRED). Empty: root, the
+  // recorder's own user and the front's default user tlstap (if it exists).
+  kj::Vector<kj::String> allowUsers;
 };
 
 // Registers every option of tlstap-recorder, and --config FILE, which reads them from a file.

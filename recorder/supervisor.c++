@@ -81,7 +81,7 @@ public:
 private:
   kj::AutoCloseFd control;       // to the front; closed once supervision ends
   kj::AutoCloseFd program;       // this program's executable (see startRecorder())
-  kj::AutoCloseFd childSignals;  // signalfd for SIGCHLD
+  kj::AutoCloseFd childSignals;  // signalfd for SIGCHLD and SIGUSR1
   kj::Array<kj::String> recorderArgs;
 
   pid_t recorder = -1;
@@ -277,7 +277,11 @@ void Supervisor::sendReply(kj::byte reply, int fd) {
 
 void Supervisor::reapChildren() {
   struct signalfd_siginfo info;
-  while (read(childSignals, &info, sizeof(info)) == sizeof(info)) {}
+  while (read(childSignals, &info, sizeof(info)) == sizeof(info)) {
+    // `pkill -USR1 tlstap-recorder` reaches this process too: the counters line is the
+    // recorder's to print.
+    if (info.ssi_signo == SIGUSR1 && recorder > 0) kill(recorder, SIGUSR1);
+  }
   // Signals merge, so every child that has exited is collected, not one per SIGCHLD.
   for (;;) {
     int status;
@@ -412,11 +416,12 @@ int runSupervisor(int argc, char** argv) {
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
-  sigset_t childExits;
-  sigemptyset(&childExits);
-  sigaddset(&childExits, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &childExits, nullptr);
-  kj::AutoCloseFd childSignals(signalfd(-1, &childExits, SFD_CLOEXEC | SFD_NONBLOCK));
+  sigset_t watchedSignals;
+  sigemptyset(&watchedSignals);
+  sigaddset(&watchedSignals, SIGCHLD);
+  sigaddset(&watchedSignals, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &watchedSignals, nullptr);
+  kj::AutoCloseFd childSignals(signalfd(-1, &watchedSignals, SFD_CLOEXEC | SFD_NONBLOCK));
   if (childSignals.get() < 0) {
     exitWithUsageError(PROGRAM, kj::str("signalfd: ", strerror(errno)));
   }

@@ -29,3 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture unless told not to ask.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The unprivileged users a root start of tlstap-front and tlstap-recorder drops to (the tests
+# run as root start them that way too).
+for user in tlstap tlstap-rec; do
+  if ! id -u "$user" > /dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "install-deps: run as root to create the system user $user" >&2
+      exit 1
+    fi
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+  fi
+done

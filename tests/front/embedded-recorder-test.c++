@@ -74,6 +74,10 @@ TEST(EmbeddedRecorder, ArgumentsPassTheRecordingOptionsThrough) {
   minimal.outputDir = "out"_kj;
   EXPECT_EQ(kj::strArray(recorderArguments(minimal), " "),
             "-o out --autoflush 1");
+
+  // Started as root, the front passes the recorder's own user on.
+  minimal.user = "tlstap-rec"_kj;
+  EXPECT_EQ(kj::strArray(recorderArguments(minimal), " "), "-o out --autoflush 1 --user tlstap-rec");
 }
 
 TEST(EmbeddedRecorder, EnvironmentKeepsOnlyWhatTheRecorderMayNeed) {

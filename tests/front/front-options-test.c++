@@ -339,8 +339,13 @@ TEST(FrontOptions, CheckAcceptsTheRootCaOptions) {
                "");
 }
 
-TEST(FrontOptions, CheckRefusesOptionsNotImplementedYet) {
-  EXPECT_STREQ(checked({GOOD, "-w", "x", "--user", "nobody"}).cStr(), "--user: not supported yet");
+TEST(FrontOptions, UsersAreAcceptedAndTheRecorderUserOnlyForTheEmbeddedRecorder) {
+  EXPECT_STREQ(checked({GOOD, "-w", "x", "--user", "nobody", "--recorder-user", "daemon"}).cStr(),
+               "");
+  EXPECT_STREQ(checked({GOOD, "--recorder", "unix:/run/r.sock", "--recorder-user", "daemon"})
+                   .cStr(),
+               "--recorder-user: only for the embedded recorder (an external recorder takes its "
+               "own --user)");
 }
 
 }  // namespace

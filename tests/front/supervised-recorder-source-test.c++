@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "common/supervisor-protocol.h"
 #include "front/embedded-recorder.h"
 #include "front/recorder-client.h"
+#include "sandbox/privileges.h"
 
 namespace tlstap {
 namespace {
@@ -33,6 +35,12 @@ public:
     char pattern[] = "/tmp/tlstap-supervised-XXXXXX";
     KJ_ASSERT(mkdtemp(pattern) != nullptr);
     path = kj::str(pattern);
+    // Started as root, the recorder drops to its default user (tlstap-rec) before it creates
+    // its hourly files: the directory is that user's.
+    struct passwd* user = geteuid() == 0 ? getpwnam(DEFAULT_RECORDER_USER) : nullptr;
+    if (user != nullptr) {
+      KJ_SYSCALL(chown(pattern, user->pw_uid, user->pw_gid));
+    }
   }
   ~TempDir() { KJ_SYSCALL(system(kj::str("rm -rf '", path, "'").cStr())); }
   kj::String path;

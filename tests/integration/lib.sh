@@ -584,6 +584,13 @@ TEST_NAME=$(basename "$0" .sh)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tlstap-$TEST_NAME.XXXXXX")
 mkdir "$WORK/captures"  # the usual -o directory
+# Started as root, both programs drop to their users (tlstap, tlstap-rec) after start-up, and
+# the recorder creates its later hourly files as tlstap-rec: the -o directories tests make for
+# it are given to that user (a directory the recorder creates itself is given by the recorder).
+give_to_recorder_user() {
+  if [[ $(id -u) == 0 ]]; then chown tlstap-rec: "$@"; fi
+}
+give_to_recorder_user "$WORK/captures"
 # tlstap-front generates its root CA in a state directory when it has none: a test keeps its own
 # (the default would be /var/lib/tlstap as root, ~/.local/state/tlstap otherwise).
 export STATE_DIRECTORY=$WORK/state

@@ -14,8 +14,10 @@ BACKEND_PORT=$(free_port)
 FRONT_PORT=$(free_port)
 start_backend echo "$BACKEND_PORT"
 start_recorder "$WORK/recorder.log" --listen "unix:$WORK/recorder.sock" -w "$WORK/bulk.pcap"
+# This test is about bytes, not timeouts: on a loaded machine (a sanitizer build, tests in
+# parallel) a hundred Python clients may take longer than the default 10 s to say hello.
 start_front "$WORK/front.log" "$FRONT_PORT" --terminate --connect 127.0.0.1 \
-  --servercert "bulk.example.com:$WORK/site-bundle.pem" \
+  --handshake-timeout 120 --servercert "bulk.example.com:$WORK/site-bundle.pem" \
   -p "$FRONT_PORT,9000,$BACKEND_PORT" --recorder "unix:$WORK/recorder.sock"
 
 bulk_clients "$FRONT_PORT" "$WORK/site.pem" bulk.example.com "$CONNECTIONS" "$BYTES" \

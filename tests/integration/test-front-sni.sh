@@ -15,6 +15,7 @@ PORT_NOSNI=$(free_port)
 PORT_STRICT=$(free_port)
 start_backend echo "$BACKEND_PORT"
 mkdir -p "$WORK/captures-nosni" "$WORK/captures-strict"
+give_to_recorder_user "$WORK/captures-nosni" "$WORK/captures-strict"
 
 CERTS=(--servercert "www.example.com:$WORK/main.p12:file:$WORK/main.pw"
   --servercert "*.wild.test:$WORK/wild-bundle.pem"

@@ -10,6 +10,7 @@ source "$(dirname "$0")/recorder-lib.sh"
 
 SEED=${TLSTAP_SEED:-77}
 mkdir "$WORK/out"
+give_to_recorder_user "$WORK/out"
 touch "$WORK/not-a-directory"
 socket="unix:$WORK/cli.sock"
 
@@ -70,6 +71,10 @@ timeout 120 "$REPLAY" --connect "$socket" --flows 4 --max-bytes 65536 --seed "$S
 manifests+=(--manifest "$WORK/manifest-after.json")
 
 stop_recorder
+# Locked down, the recorder may no longer remove its socket file at exit (a later start replaces
+# a stale socket). The failed starts below must not create one, so it goes now.
+[[ -S $WORK/cli.sock ]] || fail "the socket of the stopped recorder is not a socket any more"
+rm -f "$WORK/cli.sock"
 "${CHECK[@]}" check "${manifests[@]}" "$WORK"/recorded/*.pcap ||
   fail "the good flows around the violations are not intact (seed $SEED)"
 

@@ -13,6 +13,7 @@ echo "seed $SEED"
 "${CHECK[@]}" selftest > "$WORK/selftest.log" 2>&1 || fail "recorder_check.py selftest failed"
 
 mkdir "$WORK/out"
+give_to_recorder_user "$WORK/out"
 start_recorder "$WORK/recorder.log" --listen "unix:$WORK/recorder.sock" -o "$WORK/out" \
   --autoflush 1
 timeout 300 "$REPLAY" --connect "unix:$WORK/recorder.sock" --flows 200 --max-bytes 10485760 \
@@ -31,6 +32,7 @@ for _ in $(seq 20); do
   previous=$sizes
 done
 mkdir "$WORK/before-sigterm"
+give_to_recorder_user "$WORK/before-sigterm"
 cp "$WORK"/out/*.pcap "$WORK/before-sigterm/"
 
 stop_recorder

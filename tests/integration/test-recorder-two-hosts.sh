@@ -77,6 +77,7 @@ cd - > /dev/null
 
 # --- the analysis host: one recorder with certificates, one with a PSK ------------------------
 mkdir "$WORK/psk-captures"
+give_to_recorder_user "$WORK/psk-captures"
 spawn "$WORK/recorder.log" ip netns exec "$NS_RECORDER" "$RECORDER" \
   --listen "$RECORDER_IP:$CERT_LINK_PORT" --link-cert "$WORK/recorder.pem+$WORK/recorder.key" \
   --link-ca "$WORK/link-ca.pem" -o "$WORK/captures"

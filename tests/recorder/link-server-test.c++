@@ -4,6 +4,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <kj/async-io.h>
 
 #include "tests/recorder/frame-parser.h"
@@ -139,6 +140,13 @@ TEST(LinkServer, DataCallReturnsOnlyOnceTheSinkHasWrittenIt) {
     capnp::TwoPartyClient client(*pipe.ends[1]);
     auto recorder = client.bootstrap().castAs<proto::Recorder>();
     auto flow = openFlow(recorder, 40001);
+    // openFlow itself is answered once the handshake is written, and calls on the flow wait for
+    // that answer: let it through first.
+    for (int i = 0; i < 100 && sink.held.size() == 0; i++) {
+      io.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope);
+    }
+    ASSERT_EQ(sink.held.size(), 1u);
+    sink.release();
     // A plain (not streaming) call, so that its promise is the recorder's answer.
     auto request = flow.typelessRequest(capnp::typeId<proto::Flow>(), 0, nullptr);
     auto chunk = request.initAs<proto::Flow::DataParams>().initChunks(1)[0];
@@ -156,6 +164,52 @@ TEST(LinkServer, DataCallReturnsOnlyOnceTheSinkHasWrittenIt) {
   pipe.ends[1] = nullptr;
   serving.wait(io.waitScope);
 }
+
+// A front on a unix socket is checked with SO_PEERCRED: one from a uid that is not allowed is
+// closed before a single RPC message is read; one from an allowed uid records.
+void connectOverUnixSocket(bool allowed) {
+  auto io = kj::setupAsyncIo();
+  test::CapturingSink sink;
+  RecorderCounters counters;
+  LinkServer server(sink, counters);
+  uid_t me = getuid();
+  server.allowPeers(kj::heapArray<uid_t>({allowed ? me : me + 1}));
+
+  char directory[] = "/tmp/tlstap-link-server-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  auto path = kj::str(directory, "/recorder.sock");
+  KJ_DEFER({
+    unlink(path.cStr());
+    rmdir(directory);
+  });
+  auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", path))
+                     .wait(io.waitScope);
+  auto accepting = server.acceptFrom(address->listen(), kj::str("unix:", path))
+                       .eagerlyEvaluate(nullptr);
+  auto stream = address->connect().wait(io.waitScope);
+  capnp::TwoPartyClient client(*stream);
+  auto recorder = client.bootstrap().castAs<proto::Recorder>();
+  auto flow = openFlow(recorder, 40003);
+  auto sent = sendData(flow, 0, START_US + 1, "hello").then([&]() {
+    return sendFin(flow, START_US + 2);
+  });
+  if (allowed) {
+    sent.wait(io.waitScope);
+    EXPECT_EQ(counters.flowsTotal, 1u);
+    EXPECT_GT(sink.packets.size(), 0u);
+  } else {
+    EXPECT_ANY_THROW(sent.wait(io.waitScope)) << "a refused front must be disconnected";
+    EXPECT_EQ(counters.flowsTotal, 0u);
+    EXPECT_EQ(sink.packets.size(), 0u);
+    EXPECT_EQ(server.connectionCount(), 0u);
+  }
+}
+
+TEST(LinkServer, UnixPeerFromAnotherUidIsRefusedBeforeAnyMessage) {
+  connectOverUnixSocket(false);
+}
+
+TEST(LinkServer, UnixPeerFromAnAllowedUidRecords) { connectOverUnixSocket(true); }
 
 }  // namespace
 }  // namespace tlstap

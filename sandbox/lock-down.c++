@@ -1,0 +1,66 @@
+#include "lock-down.h"
+
+#include "common/log.h"
+#include "sandbox/landlock.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sys/prctl.h>
+#include <sanitizer/common_interface_defs.h>
+#include <sanitizer/lsan_interface.h>
+#endif
+
+namespace tlstap {
+
+namespace {
+
+// Sanitizer builds (tests only): LeakSanitizer's check at exit stops the world with a cloned
+// tracer process, ptrace and /proc, which the policies (and Landlock) forbid. Run that check now
+// instead, before the filter is loaded (it then does not run again at exit): everything live
+// at this point is still reachable, so it reports only what start-up already leaked. And let
+// the sanitizers prepare for the sandbox: they start their symbolizer and read what they need
+// from /proc now, so that a report after lock-down is complete.
+void beforeSeccomp() {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_sandbox_on_notify(nullptr);
+  // After a uid change the process is not dumpable, and the tracer could not attach.
+  int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  __lsan_do_leak_check();
+  prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+#endif
+}
+
+}  // namespace
+
+kj::Maybe<kj::String> lockDownFront(const kj::Maybe<UserIdentity>& user,
+                                    const FrontPolicyOptions& options) {
+  KJ_IF_MAYBE(target, user) {
+    KJ_IF_MAYBE(error, dropPrivileges(*target)) return kj::mv(*error);
+    logInfo("running as user ", target->name, " (uid ", target->uid, ")");
+  }
+  KJ_IF_MAYBE(error, setNoNewPrivs()) return kj::mv(*error);
+  beforeSeccomp();
+  SeccompPolicy policy(SeccompPolicy::modeFromEnvironment());
+  addFrontRules(policy, options);
+  return policy.load();
+}
+
+kj::Maybe<kj::String> lockDownRecorder(const RecorderPolicyOptions& options) {
+  beforeSeccomp();  // before Landlock too: it reads /proc
+  KJ_IF_MAYBE(error, setNoNewPrivs()) return kj::mv(*error);
+  if (options.outputDirFd >= 0) {
+    bool applied = false;
+    KJ_IF_MAYBE(error, restrictFilesToDirectory(options.outputDirFd, applied)) {
+      return kj::mv(*error);
+    }
+    if (!applied) {
+      logWarning("the kernel has no Landlock: files are confined to the output directory by "
+                 "seccomp and file permissions only (see tlstap-recorder(8), SECURITY)");
+    }
+  }
+  SeccompPolicy policy(SeccompPolicy::modeFromEnvironment());
+  addRecorderRules(policy, options);
+  return policy.load();
+}
+
+}  // namespace tlstap
