@@ -202,8 +202,12 @@ report() {
   [[ ! -s $WORK/$name.torn ]] || note "$name: $(tr '\n' ';' < "$WORK/$name.torn")"
 }
 
+# Started as root, the front reconnects as its own user (tlstap), which must be able to reach
+# the recorder sockets in the work directory: search permission only, nothing to list or read.
+chmod 711 "$WORK"
+
 # --- 1. kill -9 of an external recorder, back within the buffer window ----------------------
-mkdir "$WORK/cap1"
+mkdir "$WORK/cap1" && give_to_recorder_user "$WORK/cap1"
 start_recorder "$WORK/rec1a.log" --listen "unix:$WORK/rec1.sock" -o "$WORK/cap1"
 start_front_to "$WORK/front1.log" --recorder "unix:$WORK/rec1.sock"
 downloads short 2M
@@ -230,7 +234,7 @@ report short "$lost"
 
 # --- 2. a long outage with --recorder-down pass ---------------------------------------------
 DOWNLOADS=10
-mkdir "$WORK/cap2"
+mkdir "$WORK/cap2" && give_to_recorder_user "$WORK/cap2"
 start_recorder "$WORK/rec2a.log" --listen "unix:$WORK/rec2.sock" -o "$WORK/cap2"
 start_front_to "$WORK/front2.log" --recorder "unix:$WORK/rec2.sock" --recorder-down pass
 downloads pass 1M
@@ -260,7 +264,7 @@ grep -q "Previous segment" "$WORK/pass.flags" || fail "pass: the capture does no
 report pass "$lost"
 
 # --- 3. a long outage with block: the downloads wait for the recorder -----------------------
-mkdir "$WORK/cap3"
+mkdir "$WORK/cap3" && give_to_recorder_user "$WORK/cap3"
 start_recorder "$WORK/rec3a.log" --listen "unix:$WORK/rec3.sock" -o "$WORK/cap3"
 start_front_to "$WORK/front3.log" --recorder "unix:$WORK/rec3.sock"
 downloads block 8M  # well under a second each without the outage
@@ -284,7 +288,7 @@ note "block: no download finished during the 4 s outage; all finished after it"
 # --- 4. kill -9 of the embedded recorder -----------------------------------------------------
 # tlstap-front -> tlstap-recorder --supervise -> tlstap-recorder --connection-fd 3: the
 # supervisor starts a new recorder, and the front takes a link to it and resumes its flows.
-mkdir "$WORK/cap4"
+mkdir "$WORK/cap4" && give_to_recorder_user "$WORK/cap4"
 start_front_to "$WORK/front4.log" -o "$WORK/cap4"
 supervisor=$(pgrep -P "$FRONT_PID") || fail "embedded: no supervisor"
 wait_for 10 "the first recorder" pgrep -P "$supervisor"
