@@ -10,10 +10,19 @@ namespace tlstap {
 namespace {
 
 // TLS 1.3 and 1.2, as towards clients; X25519 first so that the key share GnuTLS sends first is
-// the one most servers pick, with no HelloRetryRequest.
-constexpr const char* BACKEND_PRIORITY =
+// the one most servers pick, with no HelloRetryRequest. The ciphers are the client side's set in
+// the same order (tls-session.c++): AES-GCM first where the CPU has AES instructions, for a
+// backend that takes the client's preference.
+constexpr const char* BACKEND_PRIORITY_AES_FIRST =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
-    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1";
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"
+    "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"
+    "+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:+AES-256-CBC";
+constexpr const char* BACKEND_PRIORITY_CHACHA20_FIRST =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"
+    "-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM:+AES-256-GCM:"
+    "+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:+AES-256-CBC";
 
 // GnuTLS's ALPN limits (lib/ext/alpn.h): more protocols, or a longer name, is an error.
 constexpr size_t MAX_ALPN_PROTOCOLS = 8;
@@ -36,7 +45,10 @@ BackendTlsConfig::~BackendTlsConfig() noexcept {
 
 kj::Maybe<kj::String> BackendTlsConfig::init(kj::Maybe<kj::StringPtr> caFile, bool insecure) {
   verify = !insecure;
-  int rc = gnutls_priority_init(&priorityCache, BACKEND_PRIORITY, nullptr);
+  int rc = gnutls_priority_init(
+      &priorityCache,
+      cpuHasAesInstructions() ? BACKEND_PRIORITY_AES_FIRST : BACKEND_PRIORITY_CHACHA20_FIRST,
+      nullptr);
   if (rc < 0) {
     priorityCache = nullptr;
     return kj::str("backend TLS priorities: ", gnutls_strerror(rc));

@@ -18,6 +18,10 @@ constexpr uint32_t NAME_TYPE_HOST_NAME = 0;
 constexpr size_t MAX_HOST_NAME_BYTES = 253;
 // Real clients offer a handful; a list of thousands is an attack on the allocator.
 constexpr size_t MAX_ALPN_PROTOCOLS = 64;
+// Signalling values in the cipher suite list that are not ciphers: the renegotiation info SCSV
+// (RFC 5746) and the fallback SCSV (RFC 7507).
+constexpr uint32_t SCSV_RENEGOTIATION_INFO = 0x00ff;
+constexpr uint32_t SCSV_FALLBACK = 0x5600;
 
 enum class Step { OK, SHORT, BAD };
 
@@ -157,6 +161,24 @@ Step parseAlpn(Cursor extension, ClientHelloInfo& info, kj::String& error) {
   return Step::OK;
 }
 
+// GREASE values (RFC 8701) are 0x?A?A with both bytes equal: placeholders, never chosen.
+bool isGrease(uint32_t suite) {
+  return (suite & 0x0f0f) == 0x0a0a && (suite >> 8) == (suite & 0xff);
+}
+
+// Whether the client's most preferred real cipher suite is a ChaCha20-Poly1305 one: clients
+// without AES instructions put it first, and for them it is much faster than AES-GCM.
+Step parseCipherSuites(Cursor list, ClientHelloInfo& info) {
+  while (!list.atEnd()) {
+    uint32_t suite;
+    TLSTAP_TRY_STEP(list.readInt(2, suite, "cipher_suites"));
+    if (isGrease(suite) || suite == SCSV_RENEGOTIATION_INFO || suite == SCSV_FALLBACK) continue;
+    info.prefersChaCha20 = isChaCha20Suite(suite);
+    return list.skip(list.declaredLeft(), "cipher_suites");
+  }
+  return Step::OK;
+}
+
 // The body of a ClientHello handshake message (RFC 8446 section 4.1.2, which TLS 1.0-1.2 share).
 Step parseBody(Cursor body, ClientHelloInfo& info, kj::String& error) {
   uint32_t version;
@@ -174,7 +196,7 @@ Step parseBody(Cursor body, ClientHelloInfo& info, kj::String& error) {
   if (part.declaredLeft() < 2 || part.declaredLeft() % 2 != 0) {
     return fail(error, kj::str("malformed ClientHello: bad cipher_suites length"));
   }
-  TLSTAP_TRY_STEP(part.skip(part.declaredLeft(), "cipher_suites"));
+  TLSTAP_TRY_STEP(parseCipherSuites(part, info));
   TLSTAP_TRY_STEP(body.vector(1, part, "compression_methods"));
   if (part.atEnd()) return fail(error, kj::str("malformed ClientHello: no compression method"));
   TLSTAP_TRY_STEP(part.skip(part.declaredLeft(), "compression_methods"));
@@ -324,6 +346,12 @@ HelloResult parseClientHello(kj::ArrayPtr<const kj::byte> peeked) {
   result.status = HelloStatus::COMPLETE;
   result.info.recordBytes = pos;
   return result;
+}
+
+bool isChaCha20Suite(uint32_t suite) {
+  // TLS_CHACHA20_POLY1305_SHA256 (TLS 1.3) and the TLS 1.2 ECDHE/DHE/PSK ChaCha20 suites
+  // (RFC 7905: 0xCCA8-0xCCAE).
+  return suite == 0x1303 || (suite >= 0xcca8 && suite <= 0xccae);
 }
 
 bool isValidHostName(kj::StringPtr name) {

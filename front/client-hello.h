@@ -19,6 +19,8 @@ namespace tlstap {
 struct ClientHelloInfo {
   kj::Maybe<kj::String> sni;    // host_name from server_name, lower-cased; nullptr if absent
   kj::Vector<kj::String> alpn;  // protocols in client order
+  // The client's first cipher suite (ignoring GREASE and signalling values) is ChaCha20-Poly1305.
+  bool prefersChaCha20 = false;
   size_t recordBytes = 0;       // total bytes of the TLS records holding the whole ClientHello
 };
 
@@ -36,6 +38,9 @@ constexpr size_t MAX_CLIENT_HELLO_BYTES = 32768;
 
 // `peeked` is everything received so far from a fresh connection (not consumed).
 HelloResult parseClientHello(kj::ArrayPtr<const kj::byte> peeked);
+
+// Whether a TLS cipher suite number is one of the ChaCha20-Poly1305 suites.
+bool isChaCha20Suite(uint32_t suite);
 
 // A DNS host name as SNI carries it and as --servercert / --nosni name it: labels of letters,
 // digits, '-' and '_', 1-63 bytes each, at most 253 bytes in all, no trailing dot.

@@ -347,7 +347,8 @@ void Connection::continueBackendHandshake() {
 }
 
 void Connection::startHandshake() {
-  tls = newServerSession(context.tls, credentials, clientFd.get(), alpnOffer);
+  tls = newServerSession(context.tls, credentials, clientFd.get(), alpnOffer,
+                         hello.prefersChaCha20);
   stage = Stage::HANDSHAKING;
   continueHandshake();
 }

@@ -11,14 +11,26 @@ namespace tlstap {
 
 namespace {
 
-// TLS 1.3 and 1.2 only; the server's cipher order wins so weak client preferences do not.
-// X25519 leads the groups: with NORMAL's order (P-256 first) and server precedence, every
-// OpenSSL client, which sends only an X25519 key share, would be sent a HelloRetryRequest
-// and pay a second round trip and key exchange.
-constexpr const char* PRIORITY =
+// TLS 1.3 and 1.2 only; the server's order wins (%SERVER_PRECEDENCE), so that weak client
+// preferences do not. X25519 leads the groups: with NORMAL's order (P-256 first) and server
+// precedence, every OpenSSL client, which sends only an X25519 key share, would be sent a
+// HelloRetryRequest and pay a second round trip and key exchange.
+//
+// Ciphers: NORMAL's set, in an explicit order. AES-GCM first: with AES-NI GnuTLS encrypts it
+// about eight times as fast as ChaCha20-Poly1305 (nettle's generic code), and AES-128 before
+// AES-256, which costs 40% more rounds for no gain that matters here. ChaCha20 moves first for a
+// client that lists it first (clients without AES instructions do, and AES-GCM would be slow for
+// them) and for every client when this CPU has no AES instructions itself.
+constexpr const char* PRIORITY_AES_FIRST =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
     "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"
-    "%SERVER_PRECEDENCE";
+    "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"
+    "+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:+AES-256-CBC:%SERVER_PRECEDENCE";
+constexpr const char* PRIORITY_CHACHA20_FIRST =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"
+    "-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM:+AES-256-GCM:"
+    "+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:+AES-256-CBC:%SERVER_PRECEDENCE";
 
 [[noreturn]] void throwTls(kj::Exception::Type type, kj::StringPtr what, kj::StringPtr reason) {
   kj::throwFatalException(kj::Exception(type, __FILE__, __LINE__, kj::str(what, ": ", reason)));
@@ -39,6 +51,16 @@ constexpr size_t OUTBOX_BYTES = OUTBOX_RECORDS * MAX_RECORD_WIRE_BYTES;
 
 }  // namespace
 
+bool cpuHasAesInstructions() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+#else
+  // ARMv8 servers have the crypto extensions; other CPUs are assumed to have an AES unit too.
+  return true;
+#endif
+}
+
 kj::FixedArray<kj::byte, 7> makeFatalAlertRecord(uint8_t description) {
   kj::FixedArray<kj::byte, 7> record;
   record[0] = 21;    // content type: alert
@@ -51,17 +73,28 @@ kj::FixedArray<kj::byte, 7> makeFatalAlertRecord(uint8_t description) {
   return record;
 }
 
-TlsServerConfig::TlsServerConfig() {
-  const char* errorPosition = nullptr;
-  int rc = gnutls_priority_init(&priorityCache, PRIORITY, &errorPosition);
+TlsServerConfig::TlsServerConfig() : TlsServerConfig(cpuHasAesInstructions()) {}
+
+TlsServerConfig::TlsServerConfig(bool aesInstructions) {
+  int rc = gnutls_priority_init(&chacha20FirstCache, PRIORITY_CHACHA20_FIRST, nullptr);
   if (rc < 0) {
+    chacha20FirstCache = nullptr;
     throwTls(kj::Exception::Type::FAILED, "TLS priority string", gnutls_strerror(rc));
+  }
+  if (aesInstructions) {
+    rc = gnutls_priority_init(&aesFirstCache, PRIORITY_AES_FIRST, nullptr);
+    if (rc < 0) {
+      aesFirstCache = nullptr;
+      gnutls_priority_deinit(chacha20FirstCache);
+      throwTls(kj::Exception::Type::FAILED, "TLS priority string", gnutls_strerror(rc));
+    }
   }
   // One key for the life of the process: tickets stay valid across connections and workers, and
   // a restart invalidates them, which is what a rotation would do.
   rc = gnutls_session_ticket_key_generate(&ticketKeyDatum);
   if (rc < 0) {
-    gnutls_priority_deinit(priorityCache);
+    if (aesFirstCache != nullptr) gnutls_priority_deinit(aesFirstCache);
+    gnutls_priority_deinit(chacha20FirstCache);
     throwTls(kj::Exception::Type::FAILED, "session ticket key", gnutls_strerror(rc));
   }
 }
@@ -71,7 +104,13 @@ TlsServerConfig::~TlsServerConfig() noexcept {
     gnutls_memset(ticketKeyDatum.data, 0, ticketKeyDatum.size);
     gnutls_free(ticketKeyDatum.data);
   }
-  if (priorityCache != nullptr) gnutls_priority_deinit(priorityCache);
+  if (aesFirstCache != nullptr) gnutls_priority_deinit(aesFirstCache);
+  if (chacha20FirstCache != nullptr) gnutls_priority_deinit(chacha20FirstCache);
+}
+
+gnutls_priority_t TlsServerConfig::priority(bool clientPrefersChaCha20) const {
+  if (clientPrefersChaCha20 || aesFirstCache == nullptr) return chacha20FirstCache;
+  return aesFirstCache;
 }
 
 TlsSession::TlsSession(unsigned role, int fd, kj::StringPtr peer) : socket(fd), peer(peer) {
@@ -89,10 +128,10 @@ TlsSession::TlsSession(unsigned role, int fd, kj::StringPtr peer) : socket(fd), 
 
 kj::Own<TlsSession> newServerSession(const TlsServerConfig& config,
                                      gnutls_certificate_credentials_t credentials, int fd,
-                                     kj::StringPtr alpn) {
+                                     kj::StringPtr alpn, bool clientPrefersChaCha20) {
   auto tls = kj::heap<TlsSession>(GNUTLS_SERVER, fd, "client");
   auto session = tls->handle();
-  int rc = gnutls_priority_set(session, config.priority());
+  int rc = gnutls_priority_set(session, config.priority(clientPrefersChaCha20));
   if (rc >= 0) rc = gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials);
   if (rc >= 0) rc = gnutls_session_ticket_enable_server(session, &config.ticketKey());
   if (rc >= 0 && alpn.size() > 0) {

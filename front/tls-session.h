@@ -26,20 +26,28 @@ constexpr uint8_t TLS_ALERT_UNRECOGNIZED_NAME = 112;
 // writes this record itself.
 kj::FixedArray<kj::byte, 7> makeFatalAlertRecord(uint8_t description);
 
+// Whether this CPU encrypts AES-GCM in hardware (x86: AES-NI and PCLMULQDQ).
+bool cpuHasAesInstructions();
+
 // Settings every server session shares, read-only after construction (so one instance serves
 // every worker thread): protocol priorities and the session ticket key.
 class TlsServerConfig {
 public:
   // Throws with the GnuTLS reason if the priority string or ticket key cannot be set up.
+  // `aesInstructions`: whether this CPU has AES-NI (the default constructor asks the CPU).
   TlsServerConfig();
+  explicit TlsServerConfig(bool aesInstructions);
   ~TlsServerConfig() noexcept;
   KJ_DISALLOW_COPY(TlsServerConfig);
 
-  gnutls_priority_t priority() const { return priorityCache; }
+  // The priorities for a client: AES-GCM first, or ChaCha20-Poly1305 first when the client
+  // lists it first (ClientHelloInfo::prefersChaCha20) or this CPU has no AES instructions.
+  gnutls_priority_t priority(bool clientPrefersChaCha20) const;
   const gnutls_datum_t& ticketKey() const { return ticketKeyDatum; }
 
 private:
-  gnutls_priority_t priorityCache = nullptr;
+  gnutls_priority_t aesFirstCache = nullptr;  // null without AES instructions
+  gnutls_priority_t chacha20FirstCache = nullptr;
   gnutls_datum_t ticketKeyDatum = {nullptr, 0};  // wiped when freed
 };
 
@@ -123,9 +131,9 @@ private:
 
 // The server session that answers a client: the shared priorities and ticket key, the
 // certificate chosen for the name, and `alpn`, the one protocol to select if the client offers
-// it (empty for no ALPN).
+// it (empty for no ALPN). `clientPrefersChaCha20`: from the peeked ClientHello.
 kj::Own<TlsSession> newServerSession(const TlsServerConfig& config,
                                      gnutls_certificate_credentials_t credentials, int fd,
-                                     kj::StringPtr alpn);
+                                     kj::StringPtr alpn, bool clientPrefersChaCha20 = false);
 
 }  // namespace tlstap

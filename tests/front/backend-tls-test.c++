@@ -79,6 +79,17 @@ TEST_F(BackendTlsTest, InitReadsTheCaFile) {
   EXPECT_TRUE(config.verifies());
   EXPECT_NE(config.credentials(), nullptr);
   EXPECT_NE(config.priority(), nullptr);
+  // The backend is offered AES-GCM first where this CPU encrypts it in hardware, as clients are
+  // (a backend that follows the client's order then picks it).
+  const unsigned* ciphers = nullptr;
+  ASSERT_GE(gnutls_priority_cipher_list(config.priority(), &ciphers), 3);
+  if (cpuHasAesInstructions()) {
+    EXPECT_EQ(ciphers[0], GNUTLS_CIPHER_AES_128_GCM);
+    EXPECT_EQ(ciphers[1], GNUTLS_CIPHER_AES_256_GCM);
+    EXPECT_EQ(ciphers[2], GNUTLS_CIPHER_CHACHA20_POLY1305);
+  } else {
+    EXPECT_EQ(ciphers[0], GNUTLS_CIPHER_CHACHA20_POLY1305);
+  }
 }
 
 TEST_F(BackendTlsTest, InitRefusesBadCaFiles) {

@@ -61,15 +61,16 @@ Bytes alpnExtension(kj::ArrayPtr<const kj::StringPtr> protocols) {
 }
 
 // A ClientHello handshake message (header included) with the given extensions block; without
-// `extensions` the message ends after compression_methods, as TLS 1.0 allowed.
-Bytes clientHelloMessage(kj::Maybe<const Bytes&> extensions) {
+// `extensions` the message ends after compression_methods, as TLS 1.0 allowed. `suites`: the
+// cipher suites in the client's order.
+Bytes clientHelloMessage(kj::Maybe<const Bytes&> extensions,
+                         std::initializer_list<uint16_t> suites = {0x1301, 0xc02b}) {
   Bytes body;
   put16(body, 0x0303);
   for (int i = 0; i < 32; i++) body.add(kj::byte(i));
   body.add(0);        // session_id
-  put16(body, 4);     // cipher_suites
-  put16(body, 0x1301);
-  put16(body, 0xc02b);
+  put16(body, 2 * suites.size());  // cipher_suites
+  for (auto suite : suites) put16(body, suite);
   body.add(1);        // compression_methods
   body.add(0);
   KJ_IF_MAYBE(e, extensions) {
@@ -184,6 +185,8 @@ void checkRealHello(const Bytes& captured) {
   EXPECT_STREQ(result.info.alpn[0].cStr(), "h2");
   EXPECT_STREQ(result.info.alpn[1].cStr(), "http/1.1");
   EXPECT_EQ(result.info.recordBytes, captured.size());
+  // Both clients put AES-GCM first by default.
+  EXPECT_FALSE(result.info.prefersChaCha20);
   expectNeedMoreForEveryPrefix(captured);
 
   // The same message split into 1-byte records, and records of 7 bytes, parses the same.
@@ -229,7 +232,42 @@ TEST(ClientHello, GnutlsClientWithoutSni) {
   EXPECT_EQ(result.info.alpn.size(), 0u);
 }
 
+TEST(ClientHello, OpensslClientPreferringChaCha20) {
+  auto captured = captureHello(
+      "exec openssl s_client -connect 127.0.0.1:@ -servername x.example "
+      "-ciphersuites TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256 "
+      "</dev/null >/dev/null 2>&1");
+  auto result = parse(captured);
+  ASSERT_EQ(result.status, HelloStatus::COMPLETE) << result.error.cStr();
+  EXPECT_TRUE(result.info.prefersChaCha20);
+}
+
 // --- Hand-built ClientHellos -------------------------------------------------------------------
+
+TEST(ClientHello, CipherPreferenceIsTheFirstRealSuite) {
+  struct Case {
+    std::initializer_list<uint16_t> suites;
+    bool chacha;
+  };
+  Case cases[] = {
+      {{0x1301, 0xc02b}, false},
+      {{0x1303, 0x1301}, true},
+      {{0xcca9, 0xc02b}, true},  // TLS 1.2 ECDHE-ECDSA-CHACHA20-POLY1305
+      {{0x1302, 0x1303}, false},
+      // GREASE (RFC 8701) and signalling values are not preferences.
+      {{0x0a0a, 0x00ff, 0x5600, 0xcca8, 0xc02b}, true},
+      {{0xfafa, 0x1301, 0x1303}, false},
+      {{0x00ff}, false},
+  };
+  for (auto& c : cases) {
+    auto records = inRecords(view(clientHelloMessage(nullptr, c.suites)), 16384);
+    auto result = parse(records);
+    ASSERT_EQ(result.status, HelloStatus::COMPLETE) << result.error.cStr();
+    EXPECT_EQ(result.info.prefersChaCha20, c.chacha) << "first suite 0x" << std::hex
+                                                     << *c.suites.begin();
+    expectNeedMoreForEveryPrefix(records);
+  }
+}
 
 TEST(ClientHello, BytesAfterTheHelloRecordsAreNotCounted) {
   kj::StringPtr alpn[] = {"http/1.1"};
