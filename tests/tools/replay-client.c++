@@ -1,5 +1,7 @@
 // replay-client: plays the front's side of proto/recorder.capnp against a running
-// tlstap-recorder, so the integration tests and the benchmark can drive the recorder without TLS.
+// tlstap-recorder, so the integration tests and the benchmark can drive the recorder without TLS
+// sessions of their own. With --link-psk (or --link-cert and --link-ca/--link-pin) it speaks the
+// front's TLS link to a recorder listening on IP:PORT, as a front on another host would.
 //
 // Modes (combinable where it makes sense):
 //   --flows N --max-bytes M --seed S --manifest FILE
@@ -30,6 +32,7 @@
 
 #include "common/address.h"
 #include "common/options.h"
+#include "common/tls-link.h"
 #include "recorder.capnp.h"
 #include "replay-flows.h"
 
@@ -431,6 +434,8 @@ int main(int argc, char** argv) {
                    number(config.batchBytes, 1, uint64_t(1) << 26));
   parser.addOption("sndbuf", 0, "BYTES", "SO_SNDBUF of the connection (capnp sizes its window "
                    "from it)", number(config.sendBuffer, 4096, uint64_t(1) << 28));
+  TlsLinkOptions linkOptions;
+  addTlsLinkOptions(parser, linkOptions);
   parser.parseOrExit(argc, argv);
   config.flows = flows;
   config.portBase = portBase;
@@ -444,6 +449,18 @@ int main(int argc, char** argv) {
     exitWithUsageError("replay-client", kj::str("--connect: ", *error));
   }
 
+  kj::Maybe<kj::Own<TlsLink>> link;
+  if (linkOptions.given()) {
+    KJ_IF_MAYBE(error, checkTlsLinkOptions(linkOptions)) {
+      exitWithUsageError("replay-client", *error);
+    }
+    kj::Own<TlsLink> loaded;
+    KJ_IF_MAYBE(error, TlsLink::load(linkOptions, TlsLink::Role::CLIENT, loaded)) {
+      exitWithUsageError("replay-client", *error);
+    }
+    link = kj::mv(loaded);
+  }
+
   int status = 1;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto io = kj::setupAsyncIo();
@@ -454,6 +471,14 @@ int main(int argc, char** argv) {
     if (config.sendBuffer > 0) {
       int size = int(config.sendBuffer);
       stream->setsockopt(SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
+    KJ_IF_MAYBE(tls, link) {
+      // The host part of IP:PORT is what a --link-ca certificate must name, as for a front.
+      kj::String host, port;
+      KJ_IF_MAYBE(error, splitHostPort(config.connect, host, port)) {
+        KJ_FAIL_REQUIRE("--connect: the TLS link needs IP:PORT", *error);
+      }
+      stream = (*tls)->wrap(kj::mv(stream), host).wait(io.waitScope);
     }
     capnp::TwoPartyClient client(*stream);
     auto recorder = client.bootstrap().castAs<proto::Recorder>();
