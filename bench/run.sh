@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tlstap benchmark: tlstap-front (recording to a pcap) side by side with hitch and HAProxy, all
 # three terminating TLS in front of the same nginx, with the same ECDSA P-256 certificate and one
-# worker each, in one run. Measures, for each proxy:
+# worker each, in one run; and a second tlstap-front ("tlstap-re") that re-encrypts to nginx's
+# TLS port instead of terminating (the front's default mode), recording too. Measures, for each:
 #
 #   bulk        MB/s through 1 MiB keep-alive downloads (wrk, 4 connections)
 #   small       requests/s of ~100-byte keep-alive responses (wrk, 32 connections)
@@ -18,7 +19,8 @@
 # Knobs (environment): TLSTAP_BUILD (build directory, default ./build; built with tests/build.sh
 # if it has no tlstap-front), BENCH_SECONDS (per wrk run, default 10), BENCH_IDLE_CONNECTIONS
 # (default 2000), BENCH_EXACT_DOWNLOADS (1 MiB downloads of the exact recording check, default
-# 200), BENCH_KEEP_WORK=1 (keep the work directory with logs and the pcap).
+# 200), BENCH_REENCRYPT=0 (leave out the re-encrypting front), BENCH_KEEP_WORK=1 (keep the work
+# directory with logs and the pcap).
 #
 # Traffic stays on 127.0.0.1. Every client run has a time limit; every process started here is
 # stopped on exit. Nothing is pinned: client, proxy and backend share the machine's cores, so the
@@ -43,6 +45,7 @@ HANDSHAKE_CONNECTIONS=32
 # wrk sends the URL's host as SNI and tlstap-front picks its certificate by SNI.
 SERVER_NAME=localhost
 PROXIES=(hitch haproxy tlstap)
+[[ ${BENCH_REENCRYPT:-1} == 0 ]] || PROXIES+=(tlstap-re)
 # Server port written into the pcap (-p LISTEN,PCAPPORT,FORWARD): tells the directions apart.
 PCAP_PORT=80
 
@@ -184,7 +187,7 @@ make_content() {
 }
 
 start_bench_nginx() {
-  local port=$1 dir=$WORK/nginx
+  local port=$1 tls_port=$2 dir=$WORK/nginx
   mkdir -p "$dir"
   # 100 bytes of body: "small" is dominated by per-request costs, not by bytes.
   local small
@@ -211,6 +214,10 @@ http {
   keepalive_requests 1000000000;
   server {
     listen 127.0.0.1:$port;
+    # For the re-encrypting front: the same content over TLS, with the bench certificate.
+    listen 127.0.0.1:$tls_port ssl;
+    ssl_certificate $WORK/bench.pem;
+    ssl_certificate_key $WORK/bench.key;
     root $WORK/www;
     location = /small { return 200 "$small\n"; }
   }
@@ -219,6 +226,7 @@ EOF
   spawn "$WORK/nginx.log" nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
   PROXY_PID[nginx]=$SPAWNED_PID
   wait_for 10 "nginx on port $port" port_listening "$port"
+  wait_for 10 "nginx on port $tls_port" port_listening "$tls_port"
 }
 
 start_hitch() {
@@ -284,13 +292,28 @@ start_tlstap() {
   fi
 }
 
+# start_tlstap_reencrypt PORT TLS-BACKEND: tlstap-front without --terminate, re-encrypting to
+# nginx's TLS port (the backend's certificate checked against the bench certificate), recording
+# through its own embedded recorder into its own pcap.
+start_tlstap_reencrypt() {
+  local port=$1 backend=$2
+  spawn "$WORK/tlstap-re.log" "$FRONT" --connect 127.0.0.1 --backend-ca "$WORK/bench.pem" \
+    --servercert "bench.example,$SERVER_NAME:$WORK/bench-bundle.pem" \
+    -p "127.0.0.1,$port,$PCAP_PORT,$backend" --threads 1 --cadir "$WORK/ca-re" \
+    -w "$WORK/bench-re.pcap"
+  PROXY_PID[tlstap-re]=$SPAWNED_PID
+  PROXY_PORT[tlstap-re]=$port
+}
+
 start_servers() {
-  local backend
+  local backend tls_backend
   backend=$(free_port)
-  start_bench_nginx "$backend"
+  tls_backend=$(free_port)
+  start_bench_nginx "$backend" "$tls_backend"
   start_hitch "$(free_port)" "$backend"
   start_haproxy "$(free_port)" "$backend"
   start_tlstap "$(free_port)" "$backend"
+  [[ ${BENCH_REENCRYPT:-1} == 0 ]] || start_tlstap_reencrypt "$(free_port)" "$tls_backend"
   local proxy
   for proxy in "${PROXIES[@]}"; do
     wait_for 15 "$proxy to listen on port ${PROXY_PORT[$proxy]}" proxy_ready "$proxy"
@@ -582,7 +605,7 @@ print_results() {
   echo "tlstap-front: $FRONT, built $(date -u -r "$FRONT" '+%Y-%m-%d %H:%M UTC') from $(build_source)"
   echo "recording: $RECORDER_MODE"
   echo
-  printf '%-34s %10s %10s %10s %12s %14s  %-34s %s\n' figure hitch haproxy tlstap \
+  printf '%-40s %10s %10s %10s %12s %14s  %-34s %s\n' figure hitch haproxy tlstap \
     tlstap/hitch tlstap/haproxy "target (DESIGN.md)" ""
   local kind hitch haproxy tlstap
   for kind in bulk small handshakes memory - cpu-bulk cpu-small cpu-handshakes; do
@@ -594,10 +617,22 @@ print_results() {
     hitch=$(figure hitch "$kind")
     haproxy=$(figure haproxy "$kind")
     tlstap=$(figure tlstap "$kind")
-    printf '%-34s %10s %10s %10s %12s %14s  %-34s %s\n' "${label[$kind]}" "$hitch" "$haproxy" \
+    printf '%-40s %10s %10s %10s %12s %14s  %-34s %s\n' "${label[$kind]}" "$hitch" "$haproxy" \
       "$tlstap" "$(ratio "$tlstap" "$hitch")" "$(ratio "$tlstap" "$haproxy")" "${target[$kind]}" \
       "$(verdict "$kind" "$tlstap" "$hitch")"
   done
+  if [[ -n ${PROXY_PORT[tlstap-re]:-} ]]; then
+    echo "Re-encrypting: tlstap-re (tlstap-front, no --terminate) to nginx's TLS port, recording;"
+    echo "hitch and HAProxy still terminate (the same figures as above):"
+    for kind in bulk small handshakes memory cpu-bulk cpu-small cpu-handshakes; do
+      hitch=$(figure hitch "$kind")
+      haproxy=$(figure haproxy "$kind")
+      tlstap=$(figure tlstap-re "$kind")
+      printf '%-40s %10s %10s %10s %12s %14s  %-34s %s\n' "re-encrypting: ${label[$kind]}" \
+        "$hitch" "$haproxy" "$tlstap" "$(ratio "$tlstap" "$hitch")" \
+        "$(ratio "$tlstap" "$haproxy")" "" ""
+    done
+  fi
   echo "The rates are for the client, proxy and backend together on shared cores: the client's own"
   echo "CPU (run details) limits them too, most for full handshakes, where the OpenSSL client spends"
   echo "about as much per handshake as the server. The CPU rows compare the proxies' own work."
@@ -626,7 +661,7 @@ print_run_details() {
       seconds=$(calc "$(value "$file" duration_us) / 1000000")
       proxy_cpu=$(calc "sprintf(\"%.0f\", 100 * $(value "$file" cpu_ticks) / $CLOCK_TICKS / $seconds)")
       client_cpu=$(calc "sprintf(\"%.0f\", 100 * $(value "$file" client_cpu_seconds) / $seconds)")
-      if [[ $proxy == tlstap ]]; then
+      if [[ $proxy == tlstap* ]]; then
         local alone
         alone=$(calc "sprintf(\"%.0f\", 100 * $(value "$file" alone_cpu_ticks) / $CLOCK_TICKS / $seconds)")
         split=" (front $alone%, recorder $((proxy_cpu - alone))%)"
@@ -644,7 +679,7 @@ print_run_details() {
       local connections line
       connections=$(value "$file" connections)
       line="$connections/$IDLE_CONNECTIONS connections open, RSS $(value "$file" before_kib) -> $(value "$file" after_kib) KiB"
-      if [[ $proxy == tlstap ]]; then
+      if [[ $proxy == tlstap* ]]; then
         local alone
         alone=$(calc "sprintf(\"%.1f\", ($(value "$file" alone_after_kib) - $(value "$file" alone_before_kib)) / ($connections > 0 ? $connections : 1))")
         if [[ -n $(value "$file" recorder_before_kib) ]]; then
@@ -656,7 +691,7 @@ print_run_details() {
       [[ -s $WORK/idle-$proxy.errors ]] && line+=" ($(head -n 1 "$WORK/idle-$proxy.errors"))"
       printf '  %-8s %-10s %s\n' "$proxy" idle "$line"
     fi
-    if ! process_alive "${PROXY_PID[$proxy]}" && [[ $proxy != tlstap ]]; then
+    if ! process_alive "${PROXY_PID[$proxy]}" && [[ $proxy != tlstap* ]]; then
       echo "  $proxy DIED during the run; last lines of its log:"
       tail -n 5 "$WORK/$proxy.log" | sed 's/^/    /'
     fi
@@ -701,6 +736,10 @@ check_recording() {
   echo "  one request and one response per connection more than wrk counted, never less; the"
   echo "  \"front log\" line then compares with the front's own per-connection counts instead."
   grep -i -e truncated -e error <<< "$counts" | sed 's/^/  /' || true
+  if [[ -n ${REENCRYPT_EXIT:-} ]]; then
+    echo "  tlstap-re (re-encrypting, its own pcap, not checked byte by byte): $REENCRYPT_EXIT;"
+    echo "  its summary: $(grep -m 1 'info: recording:' "$WORK/tlstap-re.log" | sed 's/^.*recording: //')"
+  fi
 }
 
 # compare_with_front_log WINDOW-INDEX PCAP-C2S PCAP-S2C: wrk cannot count what it left in flight,
@@ -846,6 +885,7 @@ main() {
   process_alive "${PROXY_PID[tlstap]}" || front_alive=no
   progress "stopping tlstap-front (SIGTERM) and reading its pcap"
   stop_tlstap
+  [[ -z ${PROXY_PID[tlstap-re]:-} ]] || stop_and_wait tlstap-re REENCRYPT_EXIT
 
   print_results
   if [[ $front_alive == no ]]; then
