@@ -622,13 +622,13 @@ print_results() {
       "$(verdict "$kind" "$tlstap" "$hitch")"
   done
   if [[ -n ${PROXY_PORT[tlstap-re]:-} ]]; then
-    echo "Re-encrypting: tlstap-re (tlstap-front, no --terminate) to nginx's TLS port, recording;"
+    echo "(re): tlstap-re, a tlstap-front re-encrypting (no --terminate) to nginx's TLS port, recording;"
     echo "hitch and HAProxy still terminate (the same figures as above):"
     for kind in bulk small handshakes memory cpu-bulk cpu-small cpu-handshakes; do
       hitch=$(figure hitch "$kind")
       haproxy=$(figure haproxy "$kind")
       tlstap=$(figure tlstap-re "$kind")
-      printf '%-40s %10s %10s %10s %12s %14s  %-34s %s\n' "re-encrypting: ${label[$kind]}" \
+      printf '%-40s %10s %10s %10s %12s %14s  %-34s %s\n' "(re) ${label[$kind]}" \
         "$hitch" "$haproxy" "$tlstap" "$(ratio "$tlstap" "$hitch")" \
         "$(ratio "$tlstap" "$haproxy")" "" ""
     done
