@@ -421,6 +421,12 @@ void Connection::startRelay() {
     backendPlain = kj::mv(plain);
   }
   relay = kj::heap<Relay>(session, *backend, recording, worker.scratch(), RELAY_BUFFER_BYTES);
+  // Both handshakes are done: the client's ALPN list and the backend's choice were only needed
+  // for them, and an idle connection should not keep copies (the SNI stays: log lines and the
+  // backend session's certificate check use it).
+  hello.alpn = kj::Vector<kj::String>();
+  alpnOffer = nullptr;
+  backendAlpn = kj::String();
   lastActivityUs = monotonicUs();
   timer.remove();
   if (context.idleTimeoutSeconds > 0) timer.addSeconds(context.idleTimeoutSeconds);
