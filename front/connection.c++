@@ -311,6 +311,12 @@ void Connection::backendConnected() {
 void Connection::startBackendHandshake() {
   auto& config = KJ_ASSERT_NONNULL(context.backendTls);
   backendTls = newBackendSession(config, backendFd.get(), backendName(), hello.alpn);
+  KJ_IF_MAYBE(cache, worker.backendSessions()) {
+    auto slot = kj::heap<BackendSessionCache::Slot>(*cache, backendName(),
+                                                    backendAddress.toString());
+    slot->attach(KJ_ASSERT_NONNULL(backendTls)->handle());
+    backendSessionSlot = kj::mv(slot);
+  }
   stage = Stage::BACKEND_HANDSHAKING;
   continueBackendHandshake();
 }
@@ -331,8 +337,10 @@ void Connection::continueBackendHandshake() {
       // The client is offered exactly what the backend chose, or no ALPN if it chose none.
       backendAlpn = session.negotiatedAlpn();
       alpnOffer = backendAlpn;
+      KJ_IF_MAYBE(slot, backendSessionSlot) (*slot)->handshakeDone(session.handle());
       logDebug(who(), ": ", backendWho(), ": ", session.version(), " ", session.cipher(),
-               backendAlpn.size() > 0 ? kj::str(" ALPN ", backendAlpn) : kj::str(""));
+               backendAlpn.size() > 0 ? kj::str(" ALPN ", backendAlpn) : kj::str(""),
+               session.resumed() ? " (resumed)" : "");
       startHandshake();
       return;
     case TlsStatus::AGAIN:
@@ -528,6 +536,7 @@ void Connection::close(bool reset, kj::Maybe<Side> resetBy) noexcept {
     tls = nullptr;
     lookup = nullptr;
     backendTls = nullptr;
+    backendSessionSlot = nullptr;
     backendPlain = nullptr;
     clientReadable = EventHandle();
     clientWritable = EventHandle();

@@ -23,6 +23,7 @@
 #include <kj/string.h>
 
 #include "common/address.h"
+#include "front/backend-session-cache.h"
 #include "front/cert-forge.h"
 #include "front/client-hello.h"
 #include "common/event-handle.h"
@@ -86,6 +87,8 @@ private:
   EventHandle wake;
   kj::Maybe<kj::Own<DnsLookup>> lookup;
   kj::Maybe<DnsAnswer> dnsAnswer;  // handed from the lookup's callback to onResolved()
+  // Resumption with the backend: must outlive backendTls, whose ticket hook points to it.
+  kj::Maybe<kj::Own<BackendSessionCache::Slot>> backendSessionSlot;
   kj::Maybe<kj::Own<TlsSession>> tls;         // with the client
   kj::Maybe<kj::Own<TlsSession>> backendTls;  // with the backend, when re-encrypting
   kj::Maybe<kj::Own<PlainStream>> backendPlain;  // with the backend, with --terminate

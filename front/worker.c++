@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 
 #include "common/log.h"
+#include "front/backend-session-cache.h"
 #include "front/cert-forge.h"
 #include "front/connection.h"
 
@@ -21,10 +22,16 @@ Worker::Worker(event_base* base, const FrontContext& context, kj::Maybe<FlowReco
       maxConnections(maxConnections), scratchBuffer(kj::heapArray<kj::byte>(SCRATCH_BYTES)),
       reaper(base, -1, 0, &Worker::reap, this) {
   KJ_IF_MAYBE(forger, context.forger) forged = kj::heap<ForgedCertCache>(*forger);
+  if (context.backendTls != nullptr) backendSessionCache = kj::heap<BackendSessionCache>();
 }
 
 kj::Maybe<ForgedCertCache&> Worker::forgedCerts() {
   KJ_IF_MAYBE(cache, forged) return **cache;
+  return nullptr;
+}
+
+kj::Maybe<BackendSessionCache&> Worker::backendSessions() {
+  KJ_IF_MAYBE(cache, backendSessionCache) return **cache;
   return nullptr;
 }
 

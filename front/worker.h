@@ -18,6 +18,7 @@
 
 namespace tlstap {
 
+class BackendSessionCache;
 class BackendTlsConfig;
 class CertForger;
 class CertStore;
@@ -73,6 +74,8 @@ public:
   kj::ArrayPtr<kj::byte> scratch() { return scratchBuffer; }
   // This loop's forged certificates, when the context has a forger.
   kj::Maybe<ForgedCertCache&> forgedCerts();
+  // This loop's session tickets from TLS backends, when re-encrypting.
+  kj::Maybe<BackendSessionCache&> backendSessions();
 
   // Takes over a freshly accepted socket. Never throws: a connection that cannot be set up is
   // closed with a log line.
@@ -102,6 +105,7 @@ private:
   uint32_t maxConnections;
   kj::Array<kj::byte> scratchBuffer;
   kj::Maybe<kj::Own<ForgedCertCache>> forged;
+  kj::Maybe<kj::Own<BackendSessionCache>> backendSessionCache;
   std::unordered_map<Connection*, kj::Own<Connection>> connections;
   kj::Vector<kj::Own<Connection>> retired;
   EventHandle reaper;
