@@ -216,6 +216,7 @@ http {
     listen 127.0.0.1:$port;
     # For the re-encrypting front: the same content over TLS, with the bench certificate.
     listen 127.0.0.1:$tls_port ssl;
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $WORK/bench.pem;
     ssl_certificate_key $WORK/bench.key;
     root $WORK/www;
@@ -622,8 +623,8 @@ print_results() {
       "$(verdict "$kind" "$tlstap" "$hitch")"
   done
   if [[ -n ${PROXY_PORT[tlstap-re]:-} ]]; then
-    echo "(re): tlstap-re, a tlstap-front re-encrypting (no --terminate) to nginx's TLS port, recording;"
-    echo "hitch and HAProxy still terminate (the same figures as above):"
+    echo "(re): tlstap-re, a tlstap-front re-encrypting (no --terminate) to nginx's TLS port,"
+    echo "recording; hitch and HAProxy still terminate (the same figures as above):"
     for kind in bulk small handshakes memory cpu-bulk cpu-small cpu-handshakes; do
       hitch=$(figure hitch "$kind")
       haproxy=$(figure haproxy "$kind")
@@ -738,7 +739,8 @@ check_recording() {
   grep -i -e truncated -e error <<< "$counts" | sed 's/^/  /' || true
   if [[ -n ${REENCRYPT_EXIT:-} ]]; then
     echo "  tlstap-re (re-encrypting, its own pcap, not checked byte by byte): $REENCRYPT_EXIT;"
-    echo "  its summary: $(grep -m 1 'info: recording:' "$WORK/tlstap-re.log" | sed 's/^.*recording: //')"
+    echo "  its summary: $(grep -m 1 'info: recording:' "$WORK/tlstap-re.log" |
+      sed 's/^.*recording: //')"
   fi
 }
 
