@@ -428,7 +428,7 @@ void Connection::startRelay() {
     backend = plain.get();
     backendPlain = kj::mv(plain);
   }
-  relay = kj::heap<Relay>(session, *backend, recording, worker.scratch(), RELAY_BUFFER_BYTES);
+  relay = kj::heap<Relay>(session, *backend, recording, RELAY_BUFFER_BYTES);
   // Both handshakes are done: the client's ALPN list and the backend's choice were only needed
   // for them, and an idle connection should not keep copies (the SNI stays: log lines and the
   // backend session's certificate check use it).

@@ -25,6 +25,15 @@ public:
 
   // Adds bytes after the ones already held; bytes.size() must not exceed room().
   void append(kj::ArrayPtr<const kj::byte> bytes);
+
+  // For reading straight into the buffer, without a copy: the room after the bytes held
+  // (allocating the storage, and sliding the held bytes to the front when more room is in
+  // front of them than behind).
+  // Fill a prefix of it, then commit() that many bytes; after a read that brought nothing,
+  // releaseIfEmpty() gives the storage back.
+  kj::ArrayPtr<kj::byte> writable();
+  void commit(size_t count);
+  void releaseIfEmpty();
   // Drops the first `count` bytes (they were written); frees the storage once empty.
   void consume(size_t count);
 

@@ -33,10 +33,9 @@ struct RelayWants {
 
 class Relay {
 public:
-  // `scratch` is the worker's read buffer, shared by all its connections (only used during
-  // pump()). `bufferBytes` bounds each direction's unwritten bytes.
+  // `bufferBytes` bounds each direction's unwritten bytes.
   Relay(RelayStream& client, RelayStream& backend, kj::Maybe<RecordedFlow&> flow,
-        kj::ArrayPtr<kj::byte> scratch, size_t bufferBytes);
+        size_t bufferBytes);
   KJ_DISALLOW_COPY(Relay);
 
   // Moves bytes until nothing more can move now, or until about `budget` bytes have moved; returns
@@ -83,7 +82,6 @@ private:
   End clientEnd;
   End backendEnd;
   kj::Maybe<RecordedFlow&> flow;
-  kj::ArrayPtr<kj::byte> scratch;
   kj::Maybe<Side> aborted;
   kj::String reason;
   uint64_t events = 0;

@@ -1,5 +1,7 @@
 #include "front/relay-buffer.h"
 
+#include <string.h>
+
 #include <gtest/gtest.h>
 #include <kj/string.h>
 
@@ -45,6 +47,32 @@ TEST(RelayBuffer, RefusesMoreThanItsBound) {
   EXPECT_ANY_THROW(buffer.append(bytesOf("de")));
   EXPECT_EQ(textOf(buffer.readable()), "abc");
   EXPECT_ANY_THROW(buffer.consume(4));
+}
+
+TEST(RelayBuffer, ReadsStraightIntoItsRoom) {
+  RelayBuffer buffer(8);
+  auto room = buffer.writable();
+  EXPECT_TRUE(buffer.allocated());
+  ASSERT_EQ(room.size(), 8u);
+  memcpy(room.begin(), "abcde", 5);
+  buffer.commit(5);
+  EXPECT_EQ(textOf(buffer.readable()), "abcde");
+  buffer.consume(4);
+  // The held byte slides to the front, so the room is whole again.
+  room = buffer.writable();
+  ASSERT_EQ(room.size(), 7u);
+  memcpy(room.begin(), "fghijkl", 7);
+  buffer.commit(7);
+  EXPECT_EQ(textOf(buffer.readable()), "efghijkl");
+  EXPECT_EQ(buffer.writable().size(), 0u);
+  EXPECT_ANY_THROW(buffer.commit(1));
+  // A read that brought nothing must not leave an idle connection holding storage.
+  buffer.releaseIfEmpty();
+  EXPECT_TRUE(buffer.allocated());  // not empty: kept
+  buffer.consume(8);
+  buffer.writable();
+  buffer.releaseIfEmpty();
+  EXPECT_FALSE(buffer.allocated());
 }
 
 }  // namespace

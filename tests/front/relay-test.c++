@@ -47,7 +47,7 @@ public:
     backend = kj::AutoCloseFd(b[1]);
     clientStream = kj::heap<PlainStream>(frontClient.get(), "client");
     backendStream = kj::heap<PlainStream>(frontBackend.get(), "backend");
-    relay = kj::heap<Relay>(*clientStream, *backendStream, flow, scratch, 4096);
+    relay = kj::heap<Relay>(*clientStream, *backendStream, flow, 4096);
   }
   ~RelayTest() noexcept {}
 
@@ -72,7 +72,6 @@ public:
   kj::AutoCloseFd client, frontClient, frontBackend, backend;
   kj::Own<PlainStream> clientStream, backendStream;
   FakeFlow flow;
-  kj::FixedArray<kj::byte, 8192> scratch;
   kj::Own<Relay> relay;
 };
 
