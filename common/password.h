@@ -40,12 +40,20 @@ private:
 
 // Overwrites memory in a way the compiler may not optimise away.
 void wipe(void* data, size_t size);
+// Wipes an option's text that may hold a literal password once it has been used. The string
+// keeps its size (all NULs), so a StringPtr into it stays valid.
+inline void wipe(kj::String& text) { wipe(text.begin(), text.size()); }
+
+// Reads fd to EOF into `out` (at most maxBytes), every intermediate buffer wiped. Returns the
+// cause ("larger than N bytes", strerror) or nullptr.
+kj::Maybe<kj::String> readSecretFd(int fd, SecretString& out, size_t maxBytes);
 
 // Reads a whole file (at most maxBytes) into `out`. Returns the error, naming the path, or nullptr.
 kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out,
                                      size_t maxBytes = 1 << 20);
 
-// Resolves a password given as "file:/path" (first line), "env:NAME", "fd:N" (read to EOF, then
+// Resolves a password given as "file:/path" (first line), "env:NAME" (then wiped and removed
+// from the environment, so a second read of the same NAME fails), "fd:N" (read to EOF, then
 // closed) or a literal. A trailing newline is stripped. wasLiteral tells the caller to warn that
 // the password is visible in the process list. Returns the error text or nullptr.
 kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, bool& wasLiteral);

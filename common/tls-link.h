@@ -33,6 +33,12 @@ struct TlsLinkOptions {
   bool given() const {
     return cert != nullptr || ca != nullptr || pins.size() > 0 || psk != nullptr;
   }
+  // Wipes the specs that may hold a literal secret (--link-cert's password, --link-psk), as the
+  // front does its --servercert specs: call once TlsLink::load() has read them.
+  void wipeSecrets() {
+    KJ_IF_MAYBE(spec, cert) wipe(*spec);
+    KJ_IF_MAYBE(spec, psk) wipe(*spec);
+  }
   // The name of one option that was given, for error lines ("--link-psk").
   kj::StringPtr optionName() const {
     return psk != nullptr ? "--link-psk" : cert != nullptr ? "--link-cert"

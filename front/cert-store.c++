@@ -305,10 +305,6 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
                                      loaded)) {
     return kj::mv(*error);
   }
-  KJ_IF_MAYBE(passwordSpec, parsed.password) {
-    // Wiped from the environment once the keys are loaded (wipePasswordVariables()).
-    if (passwordSpec->startsWith("env:")) passwordVariables.add(kj::str(passwordSpec->slice(4)));
-  }
   auto& certs = loaded.certs;
   auto& key = loaded.key;
 
@@ -332,15 +328,6 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
     }
   }
   return nullptr;
-}
-
-void CertStore::forgetPasswordVariables() {
-  for (auto& name : passwordVariables) {
-    char* value = getenv(name.cStr());
-    if (value != nullptr) wipe(value, strlen(value));
-    unsetenv(name.cStr());
-  }
-  passwordVariables.clear();
 }
 
 kj::Maybe<gnutls_certificate_credentials_t> CertStore::find(kj::StringPtr serverName) const {

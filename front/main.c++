@@ -301,10 +301,8 @@ int run(int argc, char** argv) {
       exitWithUsageError(PROGRAM, kj::str("--servercert: ", *error));
     }
     // The spec may hold a literal password: no copy of it stays behind.
-    wipe(cert.spec.begin(), cert.spec.size());
+    wipe(cert.spec);
   }
-  // Nor in the environment, where the process's own copy would outlive its use.
-  certs.forgetPasswordVariables();
 
   // The root CA is always there (PolarProxy's model): loaded with --cacert, or generated once
   // and kept in --cadir. Names no --servercert covers get a certificate it signs.
@@ -318,6 +316,8 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(error, openRootCa(caSource, rootCa, caDescription)) {
     exitWithUsageError(PROGRAM, *error);
   }
+  // Like a --servercert spec, it may hold a literal password.
+  KJ_IF_MAYBE(spec, options.caCert) wipe(*spec);
   KJ_IF_MAYBE(path, options.exportCa) {
     KJ_IF_MAYBE(error, exportCaCertificate(*rootCa, *path)) {
       exitWithUsageError(PROGRAM, kj::str("-x: ", *error));
@@ -398,6 +398,7 @@ int run(int argc, char** argv) {
   limits.whenDown = options.recorderDown;
   if (options.recorderAddress != nullptr) {
     auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(kj, options), limits);
+    options.link.wipeSecrets();  // read by now
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {

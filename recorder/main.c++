@@ -201,6 +201,7 @@ int run(int argc, char** argv) {
     KJ_IF_MAYBE(error, TlsLink::load(options.link, TlsLink::Role::SERVER, link)) {
       exitWithUsageError(PROGRAM, *error);
     }
+    options.link.wipeSecrets();
     tlsLink = kj::mv(link);
   }
 

@@ -335,6 +335,49 @@ TEST_F(TlsLinkTest, CertificateAndKeyFilesInEveryForm) {
   EXPECT_TRUE(strstr(check(psk("missing-psk.txt")).cStr(), "--link-psk"));
 }
 
+TEST_F(TlsLinkTest, EnvSecretsAreGoneFromTheEnvironmentOnceRead) {
+  // --link-psk env:NAME, on both sides.
+  for (auto role : {TlsLink::Role::CLIENT, TlsLink::Role::SERVER}) {
+    setenv("TLSTAP_TEST_LINK_PSK", "0123456789abcdef0123456789abcdef\n", 1);
+    TlsLinkOptions options;
+    options.psk = kj::str("env:TLSTAP_TEST_LINK_PSK");
+    EXPECT_EQ(loadError(options, role), "loaded");
+    EXPECT_EQ(getenv("TLSTAP_TEST_LINK_PSK"), nullptr);
+  }
+  setenv("TLSTAP_TEST_LINK_PSK", "short", 1);
+  TlsLinkOptions shortKey;
+  shortKey.psk = kj::str("env:TLSTAP_TEST_LINK_PSK");
+  auto error = loadError(shortKey, TlsLink::Role::CLIENT);
+  EXPECT_TRUE(error.startsWith("--link-psk: the key has 5 bytes")) << error.cStr();
+  EXPECT_EQ(getenv("TLSTAP_TEST_LINK_PSK"), nullptr);
+
+  // --link-cert FILE:env:NAME: right, then wrong.
+  auto withPassword = [&](kj::StringPtr value) {
+    setenv("TLSTAP_TEST_LINK_PW", value.cStr(), 1);
+    auto options = certWithCa("ca-front.pem", "ca.pem");
+    options.cert = kj::str(path("front.p12"), ":env:TLSTAP_TEST_LINK_PW");
+    auto result = loadError(options, TlsLink::Role::CLIENT);
+    EXPECT_EQ(getenv("TLSTAP_TEST_LINK_PW"), nullptr) << value.cStr();
+    return result;
+  };
+  EXPECT_EQ(withPassword("secret"), "loaded");
+  EXPECT_EQ(withPassword("wrong"),
+            kj::str("--link-cert: '", path("front.p12"), "': wrong password"));
+}
+
+TEST_F(TlsLinkTest, WipeSecretsLeavesNoLiteralBehind) {
+  TlsLinkOptions options;
+  options.cert = kj::str(path("front.p12"), ":secret");
+  options.psk = kj::str("0123456789abcdef0123456789abcdef");
+  size_t certSize = KJ_ASSERT_NONNULL(options.cert).size();
+  options.wipeSecrets();
+  auto& cert = KJ_ASSERT_NONNULL(options.cert);
+  auto& psk = KJ_ASSERT_NONNULL(options.psk);
+  EXPECT_EQ(cert.size(), certSize);
+  EXPECT_EQ(memchr(cert.begin(), 's', cert.size()), nullptr);
+  EXPECT_EQ(memchr(psk.begin(), '0', psk.size()), nullptr);
+}
+
 TEST(TlsLinkOptions, Combinations) {
   kj::String parsed;
   EXPECT_EQ(parsePin("sha256:" + std::string(64, 'A'), parsed), nullptr);
