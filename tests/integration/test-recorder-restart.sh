@@ -202,6 +202,23 @@ report() {
   [[ ! -s $WORK/$name.torn ]] || note "$name: $(tr '\n' ';' < "$WORK/$name.torn")"
 }
 
+# A batch the dead recorder wrote but could not acknowledge is sent again at the same sequence
+# numbers, identical (checked by analyse): tshark calls such a segment a retransmission (or, close
+# in time to the original, out-of-order) and the ACK after it a duplicate ACK. Nothing else.
+RESENT_FLAGS="retransmission|out-of-order segment|Duplicate ACK"
+
+# expect_nothing_lost NAME FRONT-LOG DIR: the front counted no byte lost, every byte curl got is
+# once in the capture in DIR (analyse), the only TCP analysis flags are those of bytes sent again;
+# then the figures are reported.
+expect_nothing_lost() {
+  local name=$1 log=$2 dir=$3 lost
+  lost=$(front_lost "$log")
+  [[ $lost == 0 ]] || fail "$name: the front counted $lost bytes lost"
+  analyse "$name" "$dir"
+  flags_only "$name" "$RESENT_FLAGS"
+  report "$name" "$lost"
+}
+
 # Started as root, the front reconnects as its own user (tlstap), which must be able to reach
 # the recorder sockets in the work directory: search permission only, nothing to list or read.
 chmod 711 "$WORK"
@@ -222,15 +239,7 @@ stop_recorder
 grep -q "recorder link to unix:$WORK/rec1.sock lost" "$WORK/front1.log" ||
   fail "short: the front did not log the lost link"
 grep -q "restored after" "$WORK/front1.log" || fail "short: the front did not log the new link"
-lost=$(front_lost "$WORK/front1.log")
-[[ $lost == 0 ]] || fail "short: the front counted $lost bytes lost"
-analyse short "$WORK/cap1"
-# A batch the dead recorder wrote but could not acknowledge is sent again at the same sequence
-# numbers, identical (checked above): tshark calls such a segment a retransmission (or, close in
-# time to the original, out-of-order) and the ACK after it a duplicate ACK. Nothing else.
-RESENT_FLAGS="retransmission|out-of-order segment|Duplicate ACK"
-flags_only short "$RESENT_FLAGS"
-report short "$lost"
+expect_nothing_lost short "$WORK/front1.log" "$WORK/cap1"
 
 # --- 2. a long outage with --recorder-down pass ---------------------------------------------
 DOWNLOADS=10
@@ -278,11 +287,7 @@ start_recorder "$WORK/rec3b.log" --listen "unix:$WORK/rec3.sock" -o "$WORK/cap3"
 wait_downloads block
 stop_front
 stop_recorder
-lost=$(front_lost "$WORK/front3.log")
-[[ $lost == 0 ]] || fail "block: the front counted $lost bytes lost"
-analyse block "$WORK/cap3"
-flags_only block "$RESENT_FLAGS"
-report block "$lost"
+expect_nothing_lost block "$WORK/front3.log" "$WORK/cap3"
 note "block: no download finished during the 4 s outage; all finished after it"
 
 # --- 4. kill -9 of the embedded recorder -----------------------------------------------------
@@ -301,10 +306,6 @@ new_child=$(pgrep -P "$supervisor") || fail "embedded: no recorder after the kil
 [[ $new_child != "$child" ]] || fail "embedded: the recorder was not restarted"
 grep -q "restored after" "$WORK/front4.log" || fail "embedded: the front did not log the new link"
 stop_front
-lost=$(front_lost "$WORK/front4.log")
-[[ $lost == 0 ]] || fail "embedded: the front counted $lost bytes lost"
-analyse embedded "$WORK/cap4"
-flags_only embedded "$RESENT_FLAGS"
-report embedded "$lost"
+expect_nothing_lost embedded "$WORK/front4.log" "$WORK/cap4"
 
 pass
