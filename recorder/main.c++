@@ -68,10 +68,12 @@ void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
       {"flows_total", counters.flowsTotal},
       {"flows_broken", counters.flowsBroken},
       {"payload_bytes_closed_flows", counters.payloadBytes},
-      {"bytes_recorded", files.bytesWritten},
+      // Not "bytes_recorded" or "bytes_lost": the front's line has those for payload bytes, and
+      // these count file and frame bytes, headers included.
+      {"file_bytes_written", files.bytesWritten},
       {"packets_written", files.packetsWritten},
       {"packets_lost", files.packetsLost},
-      {"bytes_lost", files.bytesLost},
+      {"frame_bytes_lost", files.bytesLost},
       {"pcapoverip_consumers", consumers},
       {"pcapoverip_dropped", dropped},
       {"files_written", files.filesWritten},
