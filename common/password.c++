@@ -57,6 +57,11 @@ kj::Maybe<kj::String> readSecretFd(int fd, SecretString& out, size_t maxBytes) {
   return nullptr;
 }
 
+SecretDatum::~SecretDatum() noexcept {
+  wipe(datum.data, datum.size);
+  gnutls_free(datum.data);
+}
+
 SecretString::SecretString(SecretString&& other) noexcept : buffer(kj::mv(other.buffer)) {}
 
 SecretString& SecretString::operator=(SecretString&& other) noexcept {

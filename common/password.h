@@ -1,8 +1,9 @@
 // Secrets read at start-up: passwords for keys, and the raw bytes of key files. They live in
-// SecretString, which wipes its buffer when freed, so no copy of a key or password is left in
-// freed heap memory for a later bug to leak.
+// SecretString, and key material GnuTLS hands out in SecretDatum; both wipe their buffer when
+// freed, so no copy of a key or password is left in freed heap memory for a later bug to leak.
 #pragma once
 
+#include <gnutls/gnutls.h>
 #include <kj/array.h>
 #include <kj/common.h>
 #include <kj/string.h>
@@ -33,9 +34,24 @@ public:
   kj::ArrayPtr<const kj::byte> asBytes() const {
     return kj::arrayPtr(reinterpret_cast<const kj::byte*>(cStr()), size());
   }
+  // For a GnuTLS call that reads the bytes (GnuTLS's datum is not const).
+  gnutls_datum_t asDatum() const {
+    return {const_cast<unsigned char*>(asBytes().begin()), unsigned(size())};
+  }
 
 private:
   kj::Array<char> buffer;  // contents plus a NUL; empty when nothing is held
+};
+
+// A buffer GnuTLS allocated that holds key material (an exported key, a session ticket key):
+// wiped before it is given back to gnutls_free.
+class SecretDatum {
+public:
+  SecretDatum() = default;
+  ~SecretDatum() noexcept;
+  KJ_DISALLOW_COPY(SecretDatum);
+
+  gnutls_datum_t datum = {nullptr, 0};
 };
 
 // Overwrites memory in a way the compiler may not optimise away.

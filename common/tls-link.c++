@@ -72,10 +72,6 @@ kj::Maybe<kj::String> resolveSecret(kj::StringPtr option, kj::StringPtr spec, Se
   return nullptr;
 }
 
-gnutls_datum_t datum(const SecretString& bytes) {
-  return {const_cast<unsigned char*>(bytes.asBytes().begin()), unsigned(bytes.size())};
-}
-
 // --- RAII owners ---------------------------------------------------------------------------------
 
 class PriorityCache {
@@ -209,14 +205,14 @@ kj::Maybe<kj::String> loadOwnCertificate(gnutls_certificate_credentials_t creden
   }
   auto& keyPem = keyFile != certFile ? keyContents : certContents;
   const char* pass = hasPassword ? password.cStr() : nullptr;
-  auto certData = datum(certContents);
+  auto certData = certContents.asDatum();
   int rc;
   if (memmem(certContents.cStr(), certContents.size(), "-----BEGIN ", 11) != nullptr) {
     if (memmem(keyPem.cStr(), keyPem.size(), "PRIVATE KEY-----", 16) == nullptr) {
       return kj::str("--link-cert: '", keyFile, "': no private key (give one PEM file with the "
                      "certificate and its key, or CERT.pem+KEY.pem)");
     }
-    auto keyData = datum(keyPem);
+    auto keyData = keyPem.asDatum();
     rc = gnutls_certificate_set_x509_key_mem2(credentials, &certData, &keyData,
                                               GNUTLS_X509_FMT_PEM, pass, 0);
   } else {
@@ -239,7 +235,7 @@ kj::Maybe<kj::String> loadOwnCertificate(gnutls_certificate_credentials_t creden
 kj::Maybe<kj::String> loadCa(gnutls_certificate_credentials_t credentials, kj::StringPtr file) {
   SecretString contents;
   KJ_IF_MAYBE(error, readSecretFile(file, contents)) return kj::str("--link-ca: ", *error);
-  auto data = datum(contents);
+  auto data = contents.asDatum();
   int rc = gnutls_certificate_set_x509_trust_mem(credentials, &data, GNUTLS_X509_FMT_PEM);
   if (rc < 0) return kj::str("--link-ca: '", file, "': ", gnutls_strerror(rc));
   if (rc == 0) return kj::str("--link-ca: '", file, "': no PEM certificate in it");
@@ -348,7 +344,7 @@ class PskLink final : public TlsLink {
 public:
   PskLink(Role role, SecretString key) : role(role), priority(PSK_PRIORITY), key(kj::mv(key)) {
     if (role == Role::CLIENT) {
-      auto data = datum(this->key);
+      auto data = this->key.asDatum();
       int rc = gnutls_psk_set_client_credentials(clientCredentials.get(), PSK_IDENTITY, &data,
                                                  GNUTLS_PSK_KEY_RAW);
       KJ_REQUIRE(rc == 0, "gnutls_psk_set_client_credentials", gnutls_strerror(rc));
