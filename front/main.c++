@@ -184,7 +184,8 @@ kj::Own<RecorderLinkSource> externalRecorder(KjOnLibevent& kj, const FrontOption
   auto& address = KJ_ASSERT_NONNULL(options.recorderAddress);
   if (!address.startsWith("unix:")) {
     kj::Own<TlsLinkSource> tcp;
-    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link, tcp)) {
+    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link,
+                                             options.linkTimeoutSeconds * kj::SECONDS, tcp)) {
       exitWithUsageError(PROGRAM, *error);
     }
     return kj::mv(tcp);
@@ -396,6 +397,7 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   RecorderLimits limits;
   limits.whenDown = options.recorderDown;
+  limits.linkTimeout = options.linkTimeoutSeconds * kj::SECONDS;
   if (options.recorderAddress != nullptr) {
     auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(kj, options), limits);
     waitForRecorder(kj, *client, "--recorder", nullptr);

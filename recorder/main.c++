@@ -276,6 +276,7 @@ int run(int argc, char** argv) {
   RecorderCounters counters;
   LinkServer links(outputs.fanOut, counters);
   links.allowPeers(kj::heapArray(identity.allowedPeers.asPtr()));
+  links.setLinkTimeout(options.linkTimeoutSeconds * kj::SECONDS);
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();

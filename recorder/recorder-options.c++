@@ -118,6 +118,7 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                    });
   addStatsIntervalOption(parser, options.statsIntervalSeconds);
   addTlsLinkOptions(parser, options.link);
+  addLinkTimeoutOption(parser, options.linkTimeoutSeconds);
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
   addConfigOption(parser);
 }

@@ -124,12 +124,13 @@ expect_usage_error "--retain-hours" --listen "$socket" -w "$WORK/all.pcap" --ret
 expect_usage_error "--max-bytes" --listen "$socket" -o "$WORK/out" --max-bytes 10X
 expect_usage_error "--max-bytes" --listen "$socket" -o "$WORK/out" --max-bytes 0
 expect_usage_error "--stats-interval" --listen "$socket" -o "$WORK/out" --stats-interval -5
+expect_usage_error "--link-timeout" --listen "$socket" -o "$WORK/out" --link-timeout 0
 
 status=0
 "$RECORDER" --help > "$WORK/help" 2> "$WORK/stderr" || status=$?
 [[ $status == 0 ]] || fail "--help: exit status $status"
 for option in --listen -o -w --pcapoverip --pcapoveripconnect --autoflush --retain-hours \
-  --max-bytes --stats-interval; do
+  --max-bytes --stats-interval --link-timeout; do
   grep -qe "$option " "$WORK/help" || fail "--help does not mention $option"
 done
 echo "ok: --help"
