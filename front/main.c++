@@ -149,6 +149,8 @@ public:
     auto connections = worker.liveCounters();
     RecorderCounters recording;
     KJ_IF_MAYBE(client, recorder) recording = client->counters();
+    uint64_t forged = 0;
+    KJ_IF_MAYBE(cache, worker.forgedCerts()) forged = cache->forgedCount();
     StatsField fields[] = {
         {"connections_accepted", connections.accepted},
         {"connections_open", worker.size()},
@@ -159,6 +161,7 @@ public:
         {"bytes_recorded", recording.bytesRecorded},
         {"bytes_waiting", recording.bytesWaiting},
         {"bytes_lost", recording.bytesLost},
+        {"certificates_forged", forged},
     };
     logInfo(formatStats(fields));
   }
