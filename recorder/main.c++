@@ -248,6 +248,17 @@ int run(int argc, char** argv) {
     removeUnixSockets(options);
     exitWithUsageError(PROGRAM, *error);
   }
+  // --pcapoveripconnect names are resolved now: after lock-down the resolver cannot run.
+  kj::Vector<kj::Own<kj::NetworkAddress>> pcapOverIpTargets;
+  for (auto& target : options.pcapOverIpConnect) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      pcapOverIpTargets.add(io.provider->getNetwork().parseAddress(target).wait(io.waitScope));
+    })) {
+      removeUnixSockets(options);
+      exitWithUsageError(PROGRAM, kj::str("--pcapoveripconnect: cannot resolve '", target, "': ",
+                                          exception->getDescription()));
+    }
+  }
   // Everything that needs root is done: drop to the recorder's user for good.
   KJ_IF_MAYBE(user, identity.runAs) {
     KJ_IF_MAYBE(error, dropPrivileges(*user)) {
@@ -266,8 +277,9 @@ int run(int argc, char** argv) {
       consumerTasks.add(hub->acceptFrom(wrapListener(io, kj::mv(pcapOverIpSockets[i]))));
       logInfo("serving PCAP-over-IP on ", options.pcapOverIp[i].toString());
     }
-    for (auto& target : options.pcapOverIpConnect) {
-      consumerTasks.add(hub->connectTo(io.provider->getNetwork(), kj::heapString(target)));
+    for (auto i : kj::indices(options.pcapOverIpConnect)) {
+      consumerTasks.add(hub->connectTo(kj::mv(pcapOverIpTargets[i]),
+                                       kj::heapString(options.pcapOverIpConnect[i])));
     }
     outputs.fanOut.add(*hub);
     outputs.pcapOverIp = kj::mv(hub);

@@ -67,7 +67,8 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                    "send PCAP-over-IP to HOST:PORT, reconnecting when it drops; repeatable",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
                      SocketAddress address;
-                     // Resolve now only to reject a bad value at start; connections resolve again.
+                     // Resolved here to reject a bad value with the other option errors; main()
+                     // resolves it again into every address, which serve all connections.
                      KJ_IF_MAYBE(error, resolveHostPort(value, address)) return kj::mv(*error);
                      options.pcapOverIpConnect.add(kj::heapString(value));
                      return nullptr;
