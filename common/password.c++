@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <kj/map.h>
 
 #include "common/options.h"
 
@@ -101,6 +102,19 @@ kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out, size
   return nullptr;
 }
 
+namespace {
+
+// The env: passwords read so far, by variable name, until forgetEnvPasswords(): the variable
+// itself is gone after its first read.
+kj::HashMap<kj::String, kj::Own<SecretString>>& envPasswordsTaken() {
+  static kj::HashMap<kj::String, kj::Own<SecretString>> taken;
+  return taken;
+}
+
+}  // namespace
+
+void forgetEnvPasswords() { envPasswordsTaken().clear(); }
+
 bool isLiteralPassword(kj::StringPtr spec) {
   return spec.size() > 0 && !spec.startsWith("file:") && !spec.startsWith("env:") &&
          !spec.startsWith("fd:");
@@ -125,13 +139,23 @@ kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, boo
   if (spec.startsWith("env:")) {
     auto name = spec.slice(4);
     if (name.size() == 0) return kj::str("password env: empty variable name");
+    auto& taken = envPasswordsTaken();
     char* value = getenv(name.cStr());
     if (value == nullptr) {
-      return kj::str("password environment variable ", name, " is not set (an env: variable "
-                     "is removed once read: options that share a password need one each)");
+      KJ_IF_MAYBE(earlier, taken.find(name)) {
+        // An earlier option named the same variable (one password for several key files).
+        out.assign((*earlier)->asChars());
+        return nullptr;
+      }
+      return kj::str("password environment variable ", name, " is not set");
     }
     out.assign(kj::arrayPtr(value, strlen(value)));
     stripTrailingNewline(out);
+    auto kept = kj::heap<SecretString>();
+    kept->assign(out.asChars());
+    taken.upsert(kj::str(name), kj::mv(kept), [](auto& old, auto&& replacement) {
+      old = kj::mv(replacement);
+    });
     // Read once, then gone: children inherit the environment, and the process's own copy (for a
     // variable it started with, the block /proc/PID/environ shows) would outlive its use. Wiped
     // in place first, since unsetenv() only drops the pointer.

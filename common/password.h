@@ -69,10 +69,15 @@ kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out,
                                      size_t maxBytes = 1 << 20);
 
 // Resolves a password given as "file:/path" (first line), "env:NAME" (then wiped and removed
-// from the environment, so a second read of the same NAME fails), "fd:N" (read to EOF, then
+// from the environment; options that name the same variable get a copy kept until
+// forgetEnvPasswords()), "fd:N" (read to EOF, then
 // closed) or a literal. A trailing newline is stripped. wasLiteral tells the caller to warn that
 // the password is visible in the process list. Returns the error text or nullptr.
 kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, bool& wasLiteral);
+
+// Wipes the copies of env: passwords kept for options sharing a variable. Called once every key
+// is loaded, before lock-down.
+void forgetEnvPasswords();
 
 // True when a password spec is the password itself (not file:, env: or fd:), and not empty:
 // the spec resolvePassword() would report as wasLiteral.

@@ -149,6 +149,8 @@ public:
     auto connections = worker.liveCounters();
     RecorderCounters recording;
     KJ_IF_MAYBE(client, recorder) recording = client->counters();
+    uint64_t forged = 0;
+    KJ_IF_MAYBE(cache, worker.forgedCerts()) forged = cache->forgedCount();
     StatsField fields[] = {
         {"connections_accepted", connections.accepted},
         {"connections_open", worker.size()},
@@ -159,6 +161,7 @@ public:
         {"bytes_recorded", recording.bytesRecorded},
         {"bytes_waiting", recording.bytesWaiting},
         {"bytes_lost", recording.bytesLost},
+        {"certificates_forged", forged},
     };
     logInfo(formatStats(fields));
   }
@@ -184,7 +187,8 @@ kj::Own<RecorderLinkSource> externalRecorder(KjOnLibevent& kj, const FrontOption
   auto& address = KJ_ASSERT_NONNULL(options.recorderAddress);
   if (!address.startsWith("unix:")) {
     kj::Own<TlsLinkSource> tcp;
-    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link, tcp)) {
+    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link,
+                                             options.linkTimeoutSeconds * kj::SECONDS, tcp)) {
       exitWithUsageError(PROGRAM, *error);
     }
     return kj::mv(tcp);
@@ -396,6 +400,7 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   RecorderLimits limits;
   limits.whenDown = options.recorderDown;
+  limits.linkTimeout = options.linkTimeoutSeconds * kj::SECONDS;
   if (options.recorderAddress != nullptr) {
     auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(kj, options), limits);
     options.link.wipeSecrets();  // read by now
@@ -413,6 +418,7 @@ int run(int argc, char** argv) {
   // model"). One event loop for now, so no thread is ever started (--threads is for later).
   FrontPolicyOptions policy;
   KJ_IF_MAYBE(address, options.recorderAddress) policy.unixRecorder = address->startsWith("unix:");
+  forgetEnvPasswords();  // every key and link credential is loaded
   KJ_IF_MAYBE(error, lockDownFront(frontUser, policy)) {
     exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
   }

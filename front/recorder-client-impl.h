@@ -65,6 +65,9 @@ private:
   void connect();
   void linkUpAt(kj::Own<kj::AsyncIoStream> stream);
   void reconnectLater();
+  // Pings the link of `generation` every third of limits.linkTimeout until it is gone; one
+  // unanswered for linkTimeout ends it.
+  kj::Promise<void> keepAlive(uint64_t generation);
   void linkLost(kj::StringPtr reason);
   void reopen(FlowState& flow);
   void enqueue(FlowState& flow);

@@ -42,6 +42,8 @@ struct RecorderLimits {
   kj::Duration reconnectFirst = 100 * kj::MILLISECONDS;  // backoff after a lost link, doubling
   kj::Duration reconnectMax = 5 * kj::SECONDS;
   RecorderDown whenDown = RecorderDown::BLOCK;  // past a bound while there is no link
+  // A link whose recorder leaves a ping unanswered this long is given up (common/link-timeout.h).
+  kj::Duration linkTimeout = DEFAULT_LINK_TIMEOUT_SECONDS * kj::SECONDS;
 };
 
 struct RecorderCounters {

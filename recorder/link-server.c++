@@ -67,6 +67,7 @@ kj::Promise<void> LinkServer::acceptFrom(kj::Own<kj::ConnectionReceiver> listene
           // Closed here, unread.
           return acceptFrom(kj::mv(listener), kj::mv(name), tls);
         }
+        boundLinkSilence(*stream, linkTimeout);
         auto peer = describePeer(*stream, name);
         KJ_IF_MAYBE(t, tls) {
           tasks.add(authenticate(*t, kj::mv(stream), kj::mv(peer)));

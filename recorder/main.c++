@@ -251,6 +251,17 @@ int run(int argc, char** argv) {
     removeUnixSockets(options);
     exitWithUsageError(PROGRAM, *error);
   }
+  // --pcapoveripconnect names are resolved now: after lock-down the resolver cannot run.
+  kj::Vector<kj::Own<kj::NetworkAddress>> pcapOverIpTargets;
+  for (auto& target : options.pcapOverIpConnect) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      pcapOverIpTargets.add(io.provider->getNetwork().parseAddress(target).wait(io.waitScope));
+    })) {
+      removeUnixSockets(options);
+      exitWithUsageError(PROGRAM, kj::str("--pcapoveripconnect: cannot resolve '", target, "': ",
+                                          exception->getDescription()));
+    }
+  }
   // Everything that needs root is done: drop to the recorder's user for good.
   KJ_IF_MAYBE(user, identity.runAs) {
     KJ_IF_MAYBE(error, dropPrivileges(*user)) {
@@ -269,8 +280,9 @@ int run(int argc, char** argv) {
       consumerTasks.add(hub->acceptFrom(wrapListener(io, kj::mv(pcapOverIpSockets[i]))));
       logInfo("serving PCAP-over-IP on ", options.pcapOverIp[i].toString());
     }
-    for (auto& target : options.pcapOverIpConnect) {
-      consumerTasks.add(hub->connectTo(io.provider->getNetwork(), kj::heapString(target)));
+    for (auto i : kj::indices(options.pcapOverIpConnect)) {
+      consumerTasks.add(hub->connectTo(kj::mv(pcapOverIpTargets[i]),
+                                       kj::heapString(options.pcapOverIpConnect[i])));
     }
     outputs.fanOut.add(*hub);
     outputs.pcapOverIp = kj::mv(hub);
@@ -279,6 +291,7 @@ int run(int argc, char** argv) {
   RecorderCounters counters;
   LinkServer links(outputs.fanOut, counters);
   links.allowPeers(kj::heapArray(identity.allowedPeers.asPtr()));
+  links.setLinkTimeout(options.linkTimeoutSeconds * kj::SECONDS);
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
@@ -318,6 +331,7 @@ int run(int argc, char** argv) {
   // Lock-down (DESIGN.md "Security model"): from here on files only in the output directory.
   RecorderPolicyOptions policy;
   if (outputs.outputDirFd >= 0) policy.outputDirFd = outputs.outputDirFd;
+  forgetEnvPasswords();  // the link credentials are loaded
   KJ_IF_MAYBE(error, lockDownRecorder(policy)) {
     exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
   }

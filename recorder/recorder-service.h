@@ -26,6 +26,8 @@ public:
   RecorderService(PacketSink& sink, RecorderCounters& counters, kj::String peerName);
 
   kj::Promise<void> openFlow(OpenFlowContext context) override;
+  // The front's keepalive: answered at once (the default does, but saying so is the point).
+  kj::Promise<void> ping(PingContext) override { return kj::READY_NOW; }
 
 private:
   PacketSink& sink;

@@ -335,7 +335,9 @@ TEST_F(PcapOverIpTest, ConnectToDeliversAndReconnectsAfterClose) {
   auto listener = listen();
   PcapOverIp pcap(timer);
   pcap.setReconnectBackoff(10 * kj::MILLISECONDS, 50 * kj::MILLISECONDS);
-  auto connecting = pcap.connectTo(network, kj::str("127.0.0.1:", listener->getPort()));
+  auto name = kj::str("127.0.0.1:", listener->getPort());
+  auto address = network.parseAddress(name).wait(waitScope);
+  auto connecting = pcap.connectTo(kj::mv(address), kj::mv(name));
 
   for (uint round = 0; round < 2; round++) {
     auto consumer = timer.timeoutAfter(2 * kj::SECONDS, listener->accept()).wait(waitScope);
@@ -360,7 +362,9 @@ TEST_F(PcapOverIpTest, ConnectToRetriesUntilTheConsumerListens) {
   PcapOverIp pcap(timer);
   pcap.setReconnectBackoff(5 * kj::MILLISECONDS, 40 * kj::MILLISECONDS);
   StderrCapture capture;
-  auto connecting = pcap.connectTo(network, kj::str("127.0.0.1:", port));
+  auto name = kj::str("127.0.0.1:", port);
+  auto address = network.parseAddress(name).wait(waitScope);
+  auto connecting = pcap.connectTo(kj::mv(address), kj::mv(name));
   timer.afterDelay(150 * kj::MILLISECONDS).wait(waitScope);
   auto failures = countLines(capture.finish(), "cannot connect to 127.0.0.1:");
   // 5+10+20+40+40 ms fit in 150 ms: a handful of attempts, one line each, not a flood.
