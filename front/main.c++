@@ -147,7 +147,7 @@ public:
 
   void log() {
     auto connections = worker.liveCounters();
-    RecorderCounters recording;
+    RecorderClientCounters recording;
     KJ_IF_MAYBE(client, recorder) recording = client->counters();
     uint64_t forged = 0;
     KJ_IF_MAYBE(cache, worker.forgedCerts()) forged = cache->forgedCount();

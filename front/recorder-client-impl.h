@@ -35,7 +35,7 @@ public:
   kj::Promise<void> whenReady();
   kj::Promise<void> drainAndClose();
   bool linkUp() const { return link != nullptr; }
-  RecorderCounters counters() const;
+  RecorderClientCounters counters() const;
 
   // The relay's side (recorder-client.c++).
   void append(FlowState& flow, Side from, int64_t timeUs, kj::ArrayPtr<const kj::byte> bytes);
@@ -106,7 +106,7 @@ private:
   kj::List<FlowState, &FlowState::fullLink> fullFlows;  // flows that reported full()
   size_t totalCharge = 0;
   PayloadPool payloads;
-  RecorderCounters stats;
+  RecorderClientCounters stats;
   bool pumpScheduled = false;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained;
   kj::TaskSet tasks;  // last: destroyed first, so no continuation runs on a half-destroyed client

@@ -48,7 +48,7 @@ struct FrontConnection {
 
 }  // namespace
 
-LinkServer::LinkServer(PacketSink& sink, RecorderCounters& counters)
+LinkServer::LinkServer(PacketSink& sink, FlowCounters& counters)
     : sink(sink), counters(counters), tasks(errorHandler) {}
 
 LinkServer::~LinkServer() noexcept(false) {}

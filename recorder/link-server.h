@@ -22,7 +22,7 @@ namespace tlstap {
 
 class LinkServer {
 public:
-  LinkServer(PacketSink& sink, RecorderCounters& counters);
+  LinkServer(PacketSink& sink, FlowCounters& counters);
   ~LinkServer() noexcept(false);
   KJ_DISALLOW_COPY(LinkServer);
 
@@ -69,7 +69,7 @@ private:
   };
 
   PacketSink& sink;
-  RecorderCounters& counters;
+  FlowCounters& counters;
   size_t connections = 0;
   kj::Maybe<kj::Array<uid_t>> allowedUids;
   kj::Duration linkTimeout = DEFAULT_LINK_TIMEOUT_SECONDS * kj::SECONDS;

@@ -55,7 +55,7 @@ struct Outputs {
 };
 
 // The counters line (common/stats.h).
-void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
+void logCounters(const FlowCounters& counters, const Outputs& outputs) {
   PcapWriterCounters files;
   KJ_IF_MAYBE(writer, outputs.file) files = (*writer)->counters();
   uint64_t consumers = 0, dropped = 0;
@@ -288,7 +288,7 @@ int run(int argc, char** argv) {
     outputs.pcapOverIp = kj::mv(hub);
   }
 
-  RecorderCounters counters;
+  FlowCounters counters;
   LinkServer links(outputs.fanOut, counters);
   links.allowPeers(kj::heapArray(identity.allowedPeers.asPtr()));
   links.setLinkTimeout(options.linkTimeoutSeconds * kj::SECONDS);
