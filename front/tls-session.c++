@@ -91,7 +91,7 @@ TlsServerConfig::TlsServerConfig(bool aesInstructions) {
   }
   // One key for the life of the process: tickets stay valid across connections and workers, and
   // a restart invalidates them, which is what a rotation would do.
-  rc = gnutls_session_ticket_key_generate(&ticketKeyDatum);
+  rc = gnutls_session_ticket_key_generate(&ticketKeyDatum.datum);
   if (rc < 0) {
     if (aesFirstCache != nullptr) gnutls_priority_deinit(aesFirstCache);
     gnutls_priority_deinit(chacha20FirstCache);
@@ -100,10 +100,6 @@ TlsServerConfig::TlsServerConfig(bool aesInstructions) {
 }
 
 TlsServerConfig::~TlsServerConfig() noexcept {
-  if (ticketKeyDatum.data != nullptr) {
-    gnutls_memset(ticketKeyDatum.data, 0, ticketKeyDatum.size);
-    gnutls_free(ticketKeyDatum.data);
-  }
   if (aesFirstCache != nullptr) gnutls_priority_deinit(aesFirstCache);
   if (chacha20FirstCache != nullptr) gnutls_priority_deinit(chacha20FirstCache);
 }

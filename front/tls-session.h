@@ -12,6 +12,7 @@
 #include <kj/memory.h>
 #include <kj/string.h>
 
+#include "common/password.h"
 #include "front/relay-stream.h"
 
 namespace tlstap {
@@ -43,12 +44,12 @@ public:
   // The priorities for a client: AES-GCM first, or ChaCha20-Poly1305 first when the client
   // lists it first (ClientHelloInfo::prefersChaCha20) or this CPU has no AES instructions.
   gnutls_priority_t priority(bool clientPrefersChaCha20) const;
-  const gnutls_datum_t& ticketKey() const { return ticketKeyDatum; }
+  const gnutls_datum_t& ticketKey() const { return ticketKeyDatum.datum; }
 
 private:
   gnutls_priority_t aesFirstCache = nullptr;  // null without AES instructions
   gnutls_priority_t chacha20FirstCache = nullptr;
-  gnutls_datum_t ticketKeyDatum = {nullptr, 0};  // wiped when freed
+  SecretDatum ticketKeyDatum;
 };
 
 // One TLS session on a connected, non-blocking socket (which it does not own).
