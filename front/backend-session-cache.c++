@@ -3,6 +3,8 @@
 #include <kj/debug.h>
 #include <kj/exception.h>
 
+#include "common/password.h"
+
 namespace tlstap {
 
 BackendSessionCache::~BackendSessionCache() noexcept {}
@@ -15,9 +17,7 @@ BackendSessionCache::Stored& BackendSessionCache::Stored::operator=(Stored&& oth
   return *this;
 }
 
-void BackendSessionCache::Stored::wipe() {
-  if (bytes.size() > 0) gnutls_memset(bytes.begin(), 0, bytes.size());
-}
+void BackendSessionCache::Stored::wipe() { tlstap::wipe(bytes.begin(), bytes.size()); }
 
 void BackendSessionCache::put(kj::StringPtr key, kj::ArrayPtr<const kj::byte> data) {
   Stored stored(kj::heapArray<kj::byte>(data));  // wiped if it is not kept
@@ -58,11 +58,11 @@ void BackendSessionCache::Slot::handshakeDone(gnutls_session_t session) {
 }
 
 void BackendSessionCache::Slot::keep(gnutls_session_t session) noexcept {
-  gnutls_datum_t data = {nullptr, 0};
-  if (gnutls_session_get_data2(session, &data) < 0) return;  // nothing resumable: no ticket
-  kj::runCatchingExceptions([&]() { cache.put(key, kj::arrayPtr(data.data, data.size)); });
-  gnutls_memset(data.data, 0, data.size);
-  gnutls_free(data.data);
+  SecretDatum data;
+  if (gnutls_session_get_data2(session, &data.datum) < 0) return;  // nothing resumable
+  kj::runCatchingExceptions([&]() {
+    cache.put(key, kj::arrayPtr(data.datum.data, data.datum.size));
+  });
 }
 
 int BackendSessionCache::Slot::onTicket(gnutls_session_t session, unsigned, unsigned,
