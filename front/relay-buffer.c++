@@ -46,10 +46,7 @@ void RelayBuffer::releaseIfEmpty() {
 void RelayBuffer::consume(size_t count) {
   KJ_REQUIRE(count <= size(), "consumed more than the relay buffer holds", count, size());
   begin += count;
-  if (begin == end) {
-    storage = nullptr;
-    begin = end = 0;
-  }
+  if (begin == end) begin = end = 0;
 }
 
 }  // namespace tlstap

@@ -1,6 +1,7 @@
 // The bytes one side of a relay has read but the other side has not yet accepted. Bounded, so a
-// fast sender is stopped (the relay stops reading it) instead of growing memory; and allocated
-// only while it holds bytes, so an idle connection costs no buffer at all.
+// fast sender is stopped (the relay stops reading it) instead of growing memory; allocated when
+// a read needs it and given back (releaseIfEmpty()) once the relay goes quiet, so an idle
+// connection costs no buffer at all.
 #pragma once
 
 #include <stddef.h>
@@ -29,12 +30,14 @@ public:
   // For reading straight into the buffer, without a copy: the room after the bytes held
   // (allocating the storage, and sliding the held bytes to the front when more room is in
   // front of them than behind).
-  // Fill a prefix of it, then commit() that many bytes; after a read that brought nothing,
-  // releaseIfEmpty() gives the storage back.
+  // Fill a prefix of it, then commit() that many bytes.
   kj::ArrayPtr<kj::byte> writable();
   void commit(size_t count);
+  // Gives the storage back if it holds nothing: for when the connection goes quiet. Not after
+  // every write: allocating and freeing 64 KiB for each request cost more than the copy the
+  // direct reads save.
   void releaseIfEmpty();
-  // Drops the first `count` bytes (they were written); frees the storage once empty.
+  // Drops the first `count` bytes (they were written). The storage stays for the next read.
   void consume(size_t count);
 
 private:

@@ -59,9 +59,11 @@ bool Relay::pump(size_t budget) {
     progress |= endDirection(clientEnd);
     if (!progress) {
       // Nothing can move until an event comes, possibly not for a long time: an idle connection
-      // must not hold the sessions' send buffers.
+      // must not hold the sessions' send buffers, nor its own.
       clientEnd.stream.releaseOutbox();
       backendEnd.stream.releaseOutbox();
+      clientEnd.outgoing.releaseIfEmpty();
+      backendEnd.outgoing.releaseIfEmpty();
       return false;
     }
     if (moved >= budget) return !finished();
@@ -140,11 +142,8 @@ bool Relay::read(End& from, size_t& moved) {
     TlsResult result = {TlsStatus::AGAIN, 0};
     KJ_IF_MAYBE(r, callOn(from, [&]() { return from.stream.recv(buffer); })) {
       result = *r;
-    }
-    if (result.status != TlsStatus::DONE) {
-      // Nothing came: an idle connection keeps no buffer.
-      to.outgoing.releaseIfEmpty();
-      if (aborted != nullptr) return false;
+    } else {
+      return false;
     }
     int64_t now = wallClockUs();
     switch (result.status) {
