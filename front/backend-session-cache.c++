@@ -19,19 +19,34 @@ BackendSessionCache::Stored& BackendSessionCache::Stored::operator=(Stored&& oth
 
 void BackendSessionCache::Stored::wipe() { tlstap::wipe(bytes.begin(), bytes.size()); }
 
+size_t BackendSessionCache::tickets() const {
+  size_t count = 0;
+  for (auto& entry : entries) count += entry.value.size();
+  return count;
+}
+
 void BackendSessionCache::put(kj::StringPtr key, kj::ArrayPtr<const kj::byte> data) {
   Stored stored(kj::heapArray<kj::byte>(data));  // wiped if it is not kept
   KJ_IF_MAYBE(existing, entries.find(key)) {
-    *existing = kj::mv(stored);
+    auto& list = *existing;
+    if (list.size() == TICKETS_PER_BACKEND) {
+      for (size_t i = 0; i + 1 < list.size(); i++) list[i] = kj::mv(list[i + 1]);
+      list.removeLast();
+    }
+    list.add(kj::mv(stored));
   } else if (entries.size() < capacity) {
-    entries.insert(kj::heapString(key), kj::mv(stored));
+    kj::Vector<Stored> list;
+    list.add(kj::mv(stored));
+    entries.insert(kj::heapString(key), kj::mv(list));
   }
 }
 
 kj::Maybe<BackendSessionCache::Stored> BackendSessionCache::take(kj::StringPtr key) {
   KJ_IF_MAYBE(entry, entries.findEntry(key)) {
-    Stored taken = kj::mv(entry->value);
-    entries.erase(*entry);
+    auto& list = entry->value;
+    Stored taken = kj::mv(list.back());
+    list.removeLast();
+    if (list.empty()) entries.erase(*entry);
     return kj::mv(taken);
   }
   return nullptr;

@@ -5,9 +5,10 @@
 // whose certificate was checked for that name.
 //
 // Each ticket is used once (RFC 8446 appendix C.4: a client should not reuse a ticket, or the
-// backend and anyone watching could link the connections); every connection brings new ones.
-// When there is none (many connections at once, or a backend that sends none), the connection
-// makes a full handshake as before. A backend that refuses the ticket (it restarted, its key
+// backend and anyone watching could link the connections); every connection brings new ones
+// (OpenSSL servers send two), and the newest few are kept, so that connections opened at the
+// same moment find one each. When there is none (a burst of connections, or a backend that sends
+// none), the connection makes a full handshake as before. A backend that refuses the ticket (it restarted, its key
 // rotated) gets a full handshake too, certificate check included.
 #pragma once
 
@@ -16,19 +17,25 @@
 #include <kj/array.h>
 #include <kj/map.h>
 #include <kj/string.h>
+#include <kj/vector.h>
 
 namespace tlstap {
 
 class BackendSessionCache {
 public:
-  // At most `capacity` backends (name and address) are remembered; tickets for more are dropped,
-  // so a front routing by SNI to very many names does not grow without bound.
-  static constexpr size_t DEFAULT_CAPACITY = 256;
+  // At most `capacity` backends (name and address) are remembered, with their newest
+  // TICKETS_PER_BACKEND tickets; tickets for more backends are dropped, so a front routing by SNI
+  // to very many names does not grow without bound (a ticket is a few hundred bytes plus the
+  // backend's certificates).
+  static constexpr size_t DEFAULT_CAPACITY = 128;
+  static constexpr size_t TICKETS_PER_BACKEND = 8;
   explicit BackendSessionCache(size_t capacity = DEFAULT_CAPACITY) : capacity(capacity) {}
   ~BackendSessionCache() noexcept;
   KJ_DISALLOW_COPY(BackendSessionCache);
 
+  // Backends with at least one ticket, and tickets in all.
   size_t size() const { return entries.size(); }
+  size_t tickets() const;
 
   // One backend connection's link to the cache. Must outlive the session it is attached to.
   class Slot {
@@ -69,11 +76,12 @@ private:
   };
 
   size_t capacity;
-  kj::HashMap<kj::String, Stored> entries;
+  kj::HashMap<kj::String, kj::Vector<Stored>> entries;  // oldest ticket first
 
-  // Replaces what is stored for `key`; dropped when the cache is full of other keys.
+  // Adds a ticket for `key`, dropping its oldest when it has TICKETS_PER_BACKEND; dropped when
+  // the cache is full of other keys.
   void put(kj::StringPtr key, kj::ArrayPtr<const kj::byte> data);
-  // Takes what is stored for `key` out of the cache.
+  // Takes the newest ticket for `key` out of the cache.
   kj::Maybe<Stored> take(kj::StringPtr key);
 };
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <kj/debug.h>
 #include <kj/io.h>
+#include <kj/vector.h>
 
 #include "front/backend-tls.h"
 #include "front/tls-session.h"
@@ -103,21 +104,35 @@ TEST_F(BackendSessionCacheTest, ATicketIsUsedOnceAndOnlyForItsBackendName) {
   TlsServerConfig server;
   BackendSessionCache cache;
   EXPECT_FALSE(connect(cache, server, "backend.example.com"));
+  size_t perConnection = cache.tickets();
+  ASSERT_GE(perConnection, 1u);
   // Another name on the same address: its own full handshake (and certificate check).
   EXPECT_FALSE(connect(cache, server, "127.0.0.1"));
   EXPECT_EQ(cache.size(), 2u);
-  // Two connections at once: the first takes the one ticket, the second finds none.
-  BackendSessionCache::Slot first(cache, "backend.example.com", "127.0.0.1:443");
-  BackendSessionCache::Slot second(cache, "backend.example.com", "127.0.0.1:443");
+  EXPECT_EQ(cache.tickets(), 2 * perConnection);
+  // Connections opened at once take one ticket each, until there is none left for the name.
   int fds[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
   kj::AutoCloseFd a(fds[0]), b(fds[1]);
-  auto one = newBackendSession(clientConfig, a.get(), "backend.example.com", nullptr);
-  auto two = newBackendSession(clientConfig, b.get(), "backend.example.com", nullptr);
-  first.attach(one->handle());
+  kj::Vector<kj::Own<BackendSessionCache::Slot>> slots;
+  kj::Vector<kj::Own<TlsSession>> sessions;
+  for (size_t i = 0; i <= perConnection; i++) {
+    slots.add(kj::heap<BackendSessionCache::Slot>(cache, "backend.example.com", "127.0.0.1:443"));
+    sessions.add(newBackendSession(clientConfig, a.get(), "backend.example.com", nullptr));
+    slots.back()->attach(sessions.back()->handle());
+    EXPECT_EQ(cache.tickets(), 2 * perConnection - kj::min(i + 1, perConnection));
+  }
+  EXPECT_EQ(cache.size(), 1u);  // only the other name's tickets are left
+  sessions.clear();
+}
+
+TEST_F(BackendSessionCacheTest, KeepsTheNewestFewTicketsOfABackend) {
+  TlsServerConfig server;
+  BackendSessionCache cache;
+  EXPECT_FALSE(connect(cache, server, "backend.example.com"));
+  for (int i = 0; i < 12; i++) EXPECT_TRUE(connect(cache, server, "backend.example.com"));
   EXPECT_EQ(cache.size(), 1u);
-  second.attach(two->handle());
-  EXPECT_EQ(cache.size(), 1u);  // only the other name's ticket is left
+  EXPECT_LE(cache.tickets(), BackendSessionCache::TICKETS_PER_BACKEND);
 }
 
 TEST_F(BackendSessionCacheTest, ARestartedBackendGetsAFullHandshake) {
@@ -141,6 +156,7 @@ TEST_F(BackendSessionCacheTest, RemembersAtMostItsCapacityOfBackends) {
   // The backend it has room for still resumes, and keeps its place.
   EXPECT_TRUE(connect(cache, server, "backend.example.com"));
   EXPECT_EQ(cache.size(), 1u);
+  EXPECT_FALSE(connect(cache, server, "127.0.0.1"));
 }
 
 }  // namespace
