@@ -205,11 +205,14 @@ report() {
   [[ ! -s $WORK/$name.torn ]] || note "$name: $(tr '\n' ';' < "$WORK/$name.torn")"
 }
 
-# expect_nothing_lost NAME FRONT-LOG DIR: the front counted no byte lost, every byte curl got is
-# once in the capture in DIR (analyse), the only TCP analysis flags are those of bytes sent again;
-# then the figures are reported.
+# expect_nothing_lost NAME FRONT-LOG DIR: after a fault that broke the recorder link, the front
+# logged the loss and the new link, counted no byte lost, every byte curl got is once in the
+# capture in DIR (analyse), and the only TCP analysis flags are those of bytes sent again; then
+# the figures are reported.
 expect_nothing_lost() {
   local name=$1 log=$2 dir=$3 lost
+  grep -q "recorder link to .* lost" "$log" || fail "$name: the front did not log the lost link"
+  grep -q "restored after" "$log" || fail "$name: the front did not log the new link"
   lost=$(front_lost "$log")
   [[ $lost == 0 ]] || fail "$name: the front counted $lost bytes lost"
   analyse "$name" "$dir"

@@ -80,9 +80,6 @@ start_remote_recorder "$WORK/rec1b.log" "$WORK/cap1"
 wait_downloads kill
 stop_front
 stop_recorder
-grep -q "recorder link to $RECORDER_ADDRESS lost" "$WORK/front1.log" ||
-  fail "kill: the front did not log the lost link"
-grep -q "restored after" "$WORK/front1.log" || fail "kill: the front did not log the new link"
 expect_nothing_lost kill "$WORK/front1.log" "$WORK/cap1"
 
 # --- 2. the link cut for longer than the link timeout ----------------------------------------
@@ -107,7 +104,6 @@ wait_downloads cut
 resumed_in=$((SECONDS - restored_at))
 stop_front
 stop_recorder
-grep -q "restored after" "$WORK/front2.log" || fail "cut: the front did not log the new link"
 expect_nothing_lost cut "$WORK/front2.log" "$WORK/cap2"
 note "cut: the front gave the link up ${given_up_after} s after the cut ($reason); no download" \
   "finished during the 8 s cut; all had finished ${resumed_in} s after the link was back"
@@ -132,7 +128,6 @@ kill -CONT "$RECORDER_PID"
 wait_downloads hung
 stop_front
 stop_recorder
-grep -q "restored after" "$WORK/front3.log" || fail "hung: the front did not log the new link"
 expect_nothing_lost hung "$WORK/front3.log" "$WORK/cap3"
 note "hung: the front gave the link up ${given_up_after} s after SIGSTOP; no download finished" \
   "in the 3 s it stayed hung after that"

@@ -34,9 +34,6 @@ start_recorder "$WORK/rec1b.log" --listen "unix:$WORK/rec1.sock" -o "$WORK/cap1"
 wait_downloads short
 stop_front
 stop_recorder
-grep -q "recorder link to unix:$WORK/rec1.sock lost" "$WORK/front1.log" ||
-  fail "short: the front did not log the lost link"
-grep -q "restored after" "$WORK/front1.log" || fail "short: the front did not log the new link"
 expect_nothing_lost short "$WORK/front1.log" "$WORK/cap1"
 
 # --- 2. a long outage with --recorder-down pass ---------------------------------------------
@@ -102,7 +99,6 @@ kill -9 "$child"
 wait_downloads embedded
 new_child=$(pgrep -P "$supervisor") || fail "embedded: no recorder after the kill"
 [[ $new_child != "$child" ]] || fail "embedded: the recorder was not restarted"
-grep -q "restored after" "$WORK/front4.log" || fail "embedded: the front did not log the new link"
 stop_front
 expect_nothing_lost embedded "$WORK/front4.log" "$WORK/cap4"
 
