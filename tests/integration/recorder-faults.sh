@@ -219,3 +219,28 @@ expect_nothing_lost() {
   flags_only "$name" "$RESENT_FLAGS"
   report "$name" "$lost"
 }
+
+# relayed_now LOG: the bytes the front (FRONT_PID, logging to LOG) has relayed from the servers,
+# from the counters line it logs on SIGUSR1.
+relayed_now() {
+  local log=$1 before deadline=$((SECONDS + 10))
+  before=$(count_lines "$log" "stats: ")
+  kill -USR1 "$FRONT_PID"
+  until (($(count_lines "$log" "stats: ") > before)); do
+    ((SECONDS < deadline)) || fail "no counters line from the front within 10 s"
+    sleep 0.05
+  done
+  sed -n 's/.*stats: .* bytes_server_to_client=\([0-9]*\) .*/\1/p' "$log" | tail -n 1
+}
+
+# expect_stalled NAME LOG SECONDS: with no recorder, --recorder-down block holds the downloads:
+# once the record queues are full (a second), the front relays nothing for SECONDS.
+expect_stalled() {
+  local name=$1 log=$2 seconds=$3 first last
+  sleep 1
+  first=$(relayed_now "$log")
+  sleep "$seconds"
+  last=$(relayed_now "$log")
+  [[ $first == "$last" ]] ||
+    fail "$name: the front relayed $((last - first)) bytes in $seconds s without a recorder"
+}
