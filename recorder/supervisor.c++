@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "common/supervisor-protocol.h"
+#include "sandbox/lock-down.h"
 
 extern char** environ;
 
@@ -426,10 +427,13 @@ int runSupervisor(int argc, char** argv) {
     exitWithUsageError(PROGRAM, kj::str("signalfd: ", strerror(errno)));
   }
 
-  // The user switch belongs here (issue 5, item 1): when started as root, switch to the
-  // recorder's user before the first recorder starts, so that neither this process nor any
-  // recorder it starts keeps root. Everything above needs no privilege; everything below runs
-  // as that user.
+  // Lock-down before the first recorder starts (sandbox/lock-down.h): started as root this
+  // process keeps uid 0, since each recorder it starts needs root for its own start-up, but only
+  // the few capabilities that start-up uses; then no_new_privs and a seccomp filter, which every
+  // recorder inherits beneath its own. Everything above needed no more than that.
+  KJ_IF_MAYBE(error, lockDownSupervisor()) {
+    exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
+  }
 
   Supervisor supervisor(kj::mv(control), kj::mv(program), kj::mv(childSignals),
                         args.releaseAsArray());

@@ -1,5 +1,8 @@
 #include "lock-down.h"
 
+#include <linux/capability.h>
+#include <unistd.h>
+
 #include "common/log.h"
 #include "sandbox/landlock.h"
 
@@ -30,7 +33,31 @@ void beforeSeccomp() {
 #endif
 }
 
+// What a recorder started as root uses before it drops to its user, and so all the supervisor
+// keeps: giving -o DIR and -w FILE to the recorder's user (CHOWN), reaching and creating them
+// whoever owns the directories on the way (DAC_OVERRIDE, DAC_READ_SEARCH), binding
+// --pcapoverip below 1024 (NET_BIND_SERVICE), the change of user (SETUID, SETGID); and KILL for
+// the supervisor itself.
+constexpr int SUPERVISOR_CAPABILITIES[] = {CAP_CHOWN,           CAP_DAC_OVERRIDE,
+                                           CAP_DAC_READ_SEARCH, CAP_NET_BIND_SERVICE,
+                                           CAP_SETUID,          CAP_SETGID,
+                                           CAP_KILL};
+constexpr int SUPERVISOR_EFFECTIVE[] = {CAP_KILL};
+
 }  // namespace
+
+kj::Maybe<kj::String> lockDownSupervisor() {
+  if (geteuid() == 0) {
+    KJ_IF_MAYBE(error, limitCapabilities(SUPERVISOR_CAPABILITIES, SUPERVISOR_EFFECTIVE)) {
+      return kj::mv(*error);
+    }
+  }
+  KJ_IF_MAYBE(error, setNoNewPrivs()) return kj::mv(*error);
+  beforeSeccomp();
+  SeccompPolicy policy(SeccompPolicy::modeFromEnvironment());
+  addSupervisorRules(policy);
+  return policy.load();
+}
 
 kj::Maybe<kj::String> lockDownFront(const kj::Maybe<UserIdentity>& user,
                                     const FrontPolicyOptions& options) {
