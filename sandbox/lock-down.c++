@@ -46,14 +46,17 @@ constexpr int SUPERVISOR_EFFECTIVE[] = {CAP_KILL};
 
 }  // namespace
 
-kj::Maybe<kj::String> lockDownSupervisor() {
+kj::Maybe<kj::String> lockDownSupervisor(kj::ArrayPtr<const int> writableDirs) {
   if (geteuid() == 0) {
     KJ_IF_MAYBE(error, limitCapabilities(SUPERVISOR_CAPABILITIES, SUPERVISOR_EFFECTIVE)) {
       return kj::mv(*error);
     }
   }
   KJ_IF_MAYBE(error, setNoNewPrivs()) return kj::mv(*error);
-  beforeSeccomp();
+  beforeSeccomp();  // before Landlock too: it reads /proc
+  bool applied = false;
+  KJ_IF_MAYBE(error, restrictWritesBeneath(writableDirs, applied)) return kj::mv(*error);
+  if (!applied) logDebug("the kernel has no Landlock: the supervisor's writes are not confined");
   SeccompPolicy policy(SeccompPolicy::modeFromEnvironment());
   addSupervisorRules(policy);
   return policy.load();

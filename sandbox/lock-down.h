@@ -27,8 +27,9 @@ kj::Maybe<kj::String> lockDownRecorder(const RecorderPolicyOptions& options);
 // 1024, an output directory behind closed parents, files it gives to the recorder's user, the
 // change to that user); but it keeps only the capabilities that start-up uses
 // (SUPERVISOR_CAPABILITIES), with only CAP_KILL in effect for itself (signals to a recorder
-// that runs as another user). Then no_new_privs and the supervisor's policy, which its
-// recorders inherit.
-kj::Maybe<kj::String> lockDownSupervisor();
+// that runs as another user). Then no_new_privs; Landlock, so that it and its recorders write
+// nowhere but beneath `writableDirs` (where the recorders' outputs are); and the supervisor's
+// seccomp policy. Its recorders inherit all of it, beneath their own lock-down.
+kj::Maybe<kj::String> lockDownSupervisor(kj::ArrayPtr<const int> writableDirs);
 
 }  // namespace tlstap

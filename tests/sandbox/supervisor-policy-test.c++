@@ -1,19 +1,23 @@
 // The embedded recorder's supervisor: its seccomp policy (what it and every recorder it starts
-// may never do, and that starting a recorder still works under it) and the capabilities it keeps
-// when started as root.
+// may never do, and that starting a recorder still works under it), its Landlock rules (writes
+// only where the recorders write) and the capabilities it keeps when started as root.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
+#include <kj/debug.h>
 
+#include "sandbox/landlock.h"
 #include "sandbox/lock-down.h"
 #include "tests/sandbox/sandbox-test-support.h"
 
@@ -116,6 +120,52 @@ void signalChild() {
 TEST_F(SupervisorPolicy, StartingAProgramWithItsLinkWorks) { EXPECT_CHILD_OK(startProgram()); }
 TEST_F(SupervisorPolicy, SignallingAChildWorks) { EXPECT_CHILD_OK(signalChild()); }
 
+// --- Files: written only where the recorders write (Landlock) --------------------------------
+
+// Locks down with `allowed` writable, then creates a file in `target`: exits 0 if that
+// succeeded exactly when `expectCreated`, and /etc/passwd can still be read.
+void createFileUnder(const char* allowed, const char* target, bool expectCreated) {
+  int dir = open(allowed, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int dirs[] = {dir};
+  if (dir < 0 || lockDownSupervisor(dirs) != nullptr) _exit(100);
+  auto path = kj::str(target, "/made-by-a-recorder.pcap");
+  int fd = open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  bool created = fd >= 0;
+  bool refused = fd < 0 && errno == EACCES;
+  int passwd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+  exitWithSuccessCheck(passwd >= 0 && (expectCreated ? created : refused));
+}
+
+class SupervisorFiles : public SupervisorPolicy {
+protected:
+  void SetUp() override {
+    SupervisorPolicy::SetUp();
+    if (landlockAbiVersion() == 0) GTEST_SKIP() << "the kernel has no Landlock";
+    char pattern[] = "/tmp/tlstap-supervisor-policy-XXXXXX";
+    KJ_ASSERT(mkdtemp(pattern) != nullptr);
+    base = kj::str(pattern);
+    out = kj::str(base, "/out");
+    elsewhere = kj::str(base, "/elsewhere");
+    KJ_SYSCALL(mkdir(out.cStr(), 0750));
+    KJ_SYSCALL(mkdir(elsewhere.cStr(), 0750));
+  }
+  void TearDown() override {
+    if (base.size() == 0) return;
+    auto command = kj::str("rm -rf '", base, "'");
+    EXPECT_EQ(system(command.cStr()), 0);
+  }
+  kj::String base, out, elsewhere;
+};
+
+TEST_F(SupervisorFiles, CreatingInTheOutputDirectoryWorks) {
+  EXPECT_CHILD_OK(createFileUnder(out.cStr(), out.cStr(), true));
+}
+
+TEST_F(SupervisorFiles, CreatingElsewhereIsRefused) {
+  EXPECT_CHILD_OK(createFileUnder(out.cStr(), elsewhere.cStr(), false));
+  EXPECT_CHILD_OK(createFileUnder(out.cStr(), "/tmp", false));
+}
+
 // --- Capabilities, started as root --------------------------------------------------------------
 
 uint64_t capabilityField(const char* name) {
@@ -135,7 +185,7 @@ constexpr uint64_t KEPT = bit(CAP_CHOWN) | bit(CAP_DAC_OVERRIDE) | bit(CAP_DAC_R
                           bit(CAP_KILL);
 
 void lockDownAndCheckCapabilities() {
-  if (lockDownSupervisor() != nullptr) _exit(100);
+  if (lockDownSupervisor(nullptr) != nullptr) _exit(100);
   bool ok = capabilityField("CapEff:") == bit(CAP_KILL) && capabilityField("CapPrm:") == KEPT &&
             capabilityField("CapBnd:") == KEPT && capabilityField("CapInh:") == 0 &&
             capabilityField("CapAmb:") == 0;
