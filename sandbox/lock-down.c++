@@ -61,9 +61,11 @@ kj::Maybe<kj::String> lockDownSupervisor(kj::ArrayPtr<const int> writableDirs) {
   addSupervisorRules(policy);
 #if defined(__SANITIZE_ADDRESS__)
   // Sanitizer builds (tests only): each recorder runs LeakSanitizer's check before its own
-  // lock-down (beforeSeccomp()), which stops the world with ptrace, under this inherited filter.
-  // Not part of the policy (nor of its golden export): production builds kill ptrace.
+  // lock-down (beforeSeccomp()), under this inherited filter; it stops the world with ptrace
+  // and lists threads with the old getdents. Not part of the policy (nor of its golden export):
+  // production builds kill both.
   policy.allow(SCMP_SYS(ptrace));
+  policy.allow(SCMP_SYS(getdents));
 #endif
   return policy.load();
 }
