@@ -67,11 +67,13 @@ void addSupervisorRules(SeccompPolicy& p) {
   p.allow(SCMP_SYS(fcntl));  // F_SETLK and friends from NSS, beyond the baseline's flags
   // KJ marks the sockets it wraps close-on-exec.
   p.allow(SCMP_SYS(ioctl), {SCMP_A1(SCMP_CMP_EQ, FIOCLEX)});
-  // Looking up --user (NSS: /etc/passwd, /etc/group; nscd's unix socket, refused by absence).
-  // Binding PCAP-over-IP and the recorder's connect-out sockets.
+  // Looking up --user (NSS: /etc/passwd, /etc/group; nscd's unix socket, refused by absence),
+  // and --pcapoveripconnect host names (glibc's resolver sends its A and AAAA queries with one
+  // sendmmsg). Binding PCAP-over-IP and the recorder's connect-out sockets.
   p.allow(SCMP_SYS(socket));
   p.allow(SCMP_SYS(bind));
   p.allow(SCMP_SYS(listen));
+  p.allow(SCMP_SYS(sendmmsg));
   // -o DIR made and given to the recorder's user; -w FILE given to it.
   p.allow(SCMP_SYS(mkdir));
   p.allow(SCMP_SYS(mkdirat));
