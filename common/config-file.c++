@@ -9,6 +9,7 @@
 #include <kj/debug.h>
 
 #include "common/log.h"
+#include "common/password.h"
 
 namespace tlstap {
 
@@ -17,29 +18,13 @@ namespace {
 // A config file is a few dozen lines; anything this large is a wrong file named.
 constexpr size_t MAX_CONFIG_BYTES = 1 << 20;
 
-// The file may hold passwords: every buffer that held its text is overwritten before it is freed.
-class WipedBuffer {
-public:
-  explicit WipedBuffer(size_t size) : bytes(kj::heapArray<char>(size)) {}
-  ~WipedBuffer() noexcept { explicit_bzero(bytes.begin(), bytes.size()); }
-  KJ_DISALLOW_COPY(WipedBuffer);
-
-  char* begin() { return bytes.begin(); }
-  size_t size() const { return bytes.size(); }
-
-private:
-  kj::Array<char> bytes;
-};
-
 bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
 // Splits one line (already trimmed, not empty, not a comment) into option and value and applies
-// it. The copy is NUL-terminated where kj::StringPtr needs it and wiped afterwards.
+// it. The line may hold a password: the copy that gives the value its NUL is a SecretString.
 kj::Maybe<kj::String> applyLine(OptionParser& parser, kj::ArrayPtr<const char> line) {
-  WipedBuffer copy(line.size() + 1);
-  char* text = copy.begin();
-  memcpy(text, line.begin(), line.size());
-  text[line.size()] = '\0';
+  SecretString copy(line);
+  const char* text = copy.cStr();
 
   size_t nameEnd = 0;
   while (nameEnd < line.size() && !isSpace(text[nameEnd])) nameEnd++;
@@ -47,7 +32,7 @@ kj::Maybe<kj::String> applyLine(OptionParser& parser, kj::ArrayPtr<const char> l
   // "name=value" as on the command line, for long names only: "-o=x" is not a short option.
   bool shortName = line.size() >= 2 && text[0] == '-' && text[1] != '-';
   if (!shortName) {
-    auto equals = static_cast<char*>(memchr(text, '=', nameEnd));
+    auto equals = static_cast<const char*>(memchr(text, '=', nameEnd));
     if (equals != nullptr) {
       nameEnd = size_t(equals - text);
       valueStart = nameEnd + 1;
@@ -55,40 +40,14 @@ kj::Maybe<kj::String> applyLine(OptionParser& parser, kj::ArrayPtr<const char> l
   }
   bool hasEquals = valueStart > nameEnd;
   while (valueStart < line.size() && isSpace(text[valueStart])) valueStart++;
-  text[nameEnd] = '\0';
 
-  kj::StringPtr name(text, nameEnd);
+  auto name = kj::heapString(text, nameEnd);
   kj::Maybe<kj::StringPtr> value;
   // "option=" gives an empty value (which its handler judges); "option" alone is a flag.
   if (valueStart < line.size() || hasEquals) {
     value = kj::StringPtr(text + valueStart, line.size() - valueStart);
   }
   return parser.applyOne(name, value);
-}
-
-// Reads fd to EOF into `out` (at most MAX_CONFIG_BYTES); returns errno, or -1 when too large.
-int readAll(int fd, kj::Own<WipedBuffer>& out, size_t& used) {
-  auto buffer = kj::heap<WipedBuffer>(4096);
-  used = 0;
-  for (;;) {
-    if (used == buffer->size()) {
-      if (buffer->size() > MAX_CONFIG_BYTES) return -1;
-      // Grown by hand, never by realloc, so the old buffer is wiped before it is freed.
-      auto bigger = kj::heap<WipedBuffer>(buffer->size() * 2);
-      memcpy(bigger->begin(), buffer->begin(), used);
-      buffer = kj::mv(bigger);
-    }
-    ssize_t n = ::read(fd, buffer->begin() + used, buffer->size() - used);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) break;
-    used += size_t(n);
-  }
-  if (used > MAX_CONFIG_BYTES) return -1;
-  out = kj::mv(buffer);
-  return 0;
 }
 
 }  // namespace
@@ -127,14 +86,13 @@ kj::Maybe<kj::String> applyConfigFile(OptionParser& parser, kj::StringPtr path) 
   struct stat status;
   if (::fstat(fd, &status) != 0) return kj::str(path, ": ", strerror(errno));
 
-  kj::Own<WipedBuffer> contents;
-  size_t used = 0;
-  int error = readAll(fd, contents, used);
-  if (error < 0) return kj::str(path, ": larger than ", MAX_CONFIG_BYTES, " bytes");
-  if (error > 0) return kj::str(path, ": ", strerror(error));
+  SecretString contents;
+  KJ_IF_MAYBE(error, readSecretFd(fd, contents, MAX_CONFIG_BYTES)) {
+    return kj::str(path, ": ", *error);
+  }
 
   uint64_t secretsBefore = parser.literalSecretCount();
-  KJ_IF_MAYBE(failure, applyConfigText(parser, path, kj::arrayPtr(contents->begin(), used))) {
+  KJ_IF_MAYBE(failure, applyConfigText(parser, path, contents.asChars())) {
     return kj::mv(*failure);
   }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <kj/map.h>
 
 #include "common/options.h"
 
@@ -23,9 +24,13 @@ void stripTrailingNewline(SecretString& secret) {
   }
 }
 
-// Reads fd to EOF into `out`; on error returns errno.
-int readAll(int fd, SecretString& out, size_t maxBytes, bool& tooLong) {
-  tooLong = false;
+}  // namespace
+
+void wipe(void* data, size_t size) {
+  if (data != nullptr && size > 0) explicit_bzero(data, size);
+}
+
+kj::Maybe<kj::String> readSecretFd(int fd, SecretString& out, size_t maxBytes) {
   // Grown by hand, never by realloc, so every old buffer is wiped before it is freed.
   kj::Array<char> buffer = kj::heapArray<char>(4096);
   size_t used = 0;
@@ -34,10 +39,7 @@ int readAll(int fd, SecretString& out, size_t maxBytes, bool& tooLong) {
   });
   for (;;) {
     if (used == buffer.size()) {
-      if (buffer.size() > maxBytes) {
-        tooLong = true;
-        return 0;
-      }
+      if (buffer.size() > maxBytes) return kj::str("larger than ", maxBytes, " bytes");
       auto bigger = kj::heapArray<char>(buffer.size() * 2);
       memcpy(bigger.begin(), buffer.begin(), used);
       wipe(buffer.begin(), buffer.size());
@@ -46,23 +48,19 @@ int readAll(int fd, SecretString& out, size_t maxBytes, bool& tooLong) {
     ssize_t n = ::read(fd, buffer.begin() + used, buffer.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errno;
+      return kj::str(strerror(errno));
     }
     if (n == 0) break;
     used += size_t(n);
   }
-  if (used > maxBytes) {
-    tooLong = true;
-    return 0;
-  }
+  if (used > maxBytes) return kj::str("larger than ", maxBytes, " bytes");
   out.assign(buffer.slice(0, used));
-  return 0;
+  return nullptr;
 }
 
-}  // namespace
-
-void wipe(void* data, size_t size) {
-  if (data != nullptr && size > 0) explicit_bzero(data, size);
+SecretDatum::~SecretDatum() noexcept {
+  wipe(datum.data, datum.size);
+  gnutls_free(datum.data);
 }
 
 SecretString::SecretString(SecretString&& other) noexcept : buffer(kj::mv(other.buffer)) {}
@@ -100,12 +98,22 @@ kj::Maybe<kj::String> readSecretFile(kj::StringPtr path, SecretString& out, size
   int fd = ::open(path.cStr(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return kj::str("'", path, "': ", errno == ENOENT ? "not found" : strerror(errno));
   KJ_DEFER(::close(fd));
-  bool tooLong;
-  int error = readAll(fd, out, maxBytes, tooLong);
-  if (error != 0) return kj::str("'", path, "': ", strerror(error));
-  if (tooLong) return kj::str("'", path, "': larger than ", maxBytes, " bytes");
+  KJ_IF_MAYBE(error, readSecretFd(fd, out, maxBytes)) return kj::str("'", path, "': ", *error);
   return nullptr;
 }
+
+namespace {
+
+// The env: passwords read so far, by variable name, until forgetEnvPasswords(): the variable
+// itself is gone after its first read.
+kj::HashMap<kj::String, kj::Own<SecretString>>& envPasswordsTaken() {
+  static kj::HashMap<kj::String, kj::Own<SecretString>> taken;
+  return taken;
+}
+
+}  // namespace
+
+void forgetEnvPasswords() { envPasswordsTaken().clear(); }
 
 bool isLiteralPassword(kj::StringPtr spec) {
   return spec.size() > 0 && !spec.startsWith("file:") && !spec.startsWith("env:") &&
@@ -131,22 +139,37 @@ kj::Maybe<kj::String> resolvePassword(kj::StringPtr spec, SecretString& out, boo
   if (spec.startsWith("env:")) {
     auto name = spec.slice(4);
     if (name.size() == 0) return kj::str("password env: empty variable name");
-    const char* value = getenv(name.cStr());
-    if (value == nullptr) return kj::str("password environment variable ", name, " is not set");
+    auto& taken = envPasswordsTaken();
+    char* value = getenv(name.cStr());
+    if (value == nullptr) {
+      KJ_IF_MAYBE(earlier, taken.find(name)) {
+        // An earlier option named the same variable (one password for several key files).
+        out.assign((*earlier)->asChars());
+        return nullptr;
+      }
+      return kj::str("password environment variable ", name, " is not set");
+    }
     out.assign(kj::arrayPtr(value, strlen(value)));
     stripTrailingNewline(out);
+    auto kept = kj::heap<SecretString>();
+    kept->assign(out.asChars());
+    taken.upsert(kj::str(name), kj::mv(kept), [](auto& old, auto&& replacement) {
+      old = kj::mv(replacement);
+    });
+    // Read once, then gone: children inherit the environment, and the process's own copy (for a
+    // variable it started with, the block /proc/PID/environ shows) would outlive its use. Wiped
+    // in place first, since unsetenv() only drops the pointer.
+    wipe(value, strlen(value));
+    unsetenv(name.cStr());
     return nullptr;
   }
   if (spec.startsWith("fd:")) {
     KJ_IF_MAYBE(fd, parseUnsigned(spec.slice(3), 0, 1 << 20)) {
-      bool tooLong;
-      int error = readAll(int(*fd), out, MAX_PASSWORD_BYTES, tooLong);
+      auto error = readSecretFd(int(*fd), out, MAX_PASSWORD_BYTES);
       // The descriptor was handed over for this one read; keeping it open would only leak it
       // into the sandboxed process.
       ::close(int(*fd));
-      if (error != 0) return kj::str("password fd:", *fd, ": ", strerror(error));
-      if (tooLong) return kj::str("password fd:", *fd, ": longer than ", MAX_PASSWORD_BYTES,
-                                  " bytes");
+      KJ_IF_MAYBE(e, error) return kj::str("password fd:", *fd, ": ", *e);
       stripTrailingNewline(out);
       return nullptr;
     }

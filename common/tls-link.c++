@@ -72,10 +72,6 @@ kj::Maybe<kj::String> resolveSecret(kj::StringPtr option, kj::StringPtr spec, Se
   return nullptr;
 }
 
-gnutls_datum_t datum(const SecretString& bytes) {
-  return {const_cast<unsigned char*>(bytes.asBytes().begin()), unsigned(bytes.size())};
-}
-
 // --- RAII owners ---------------------------------------------------------------------------------
 
 class PriorityCache {
@@ -209,14 +205,14 @@ kj::Maybe<kj::String> loadOwnCertificate(gnutls_certificate_credentials_t creden
   }
   auto& keyPem = keyFile != certFile ? keyContents : certContents;
   const char* pass = hasPassword ? password.cStr() : nullptr;
-  auto certData = datum(certContents);
+  auto certData = certContents.asDatum();
   int rc;
   if (memmem(certContents.cStr(), certContents.size(), "-----BEGIN ", 11) != nullptr) {
     if (memmem(keyPem.cStr(), keyPem.size(), "PRIVATE KEY-----", 16) == nullptr) {
       return kj::str("--link-cert: '", keyFile, "': no private key (give one PEM file with the "
                      "certificate and its key, or CERT.pem+KEY.pem)");
     }
-    auto keyData = datum(keyPem);
+    auto keyData = keyPem.asDatum();
     rc = gnutls_certificate_set_x509_key_mem2(credentials, &certData, &keyData,
                                               GNUTLS_X509_FMT_PEM, pass, 0);
   } else {
@@ -239,7 +235,7 @@ kj::Maybe<kj::String> loadOwnCertificate(gnutls_certificate_credentials_t creden
 kj::Maybe<kj::String> loadCa(gnutls_certificate_credentials_t credentials, kj::StringPtr file) {
   SecretString contents;
   KJ_IF_MAYBE(error, readSecretFile(file, contents)) return kj::str("--link-ca: ", *error);
-  auto data = datum(contents);
+  auto data = contents.asDatum();
   int rc = gnutls_certificate_set_x509_trust_mem(credentials, &data, GNUTLS_X509_FMT_PEM);
   if (rc < 0) return kj::str("--link-ca: '", file, "': ", gnutls_strerror(rc));
   if (rc == 0) return kj::str("--link-ca: '", file, "': no PEM certificate in it");
@@ -252,7 +248,9 @@ public:
       : role(role), priority(CERT_PRIORITY), pins(kj::heapArray<kj::String>(options.pins.size())) {
     for (auto i : kj::indices(options.pins)) pins[i] = kj::heapString(options.pins[i]);
     KJ_IF_MAYBE(ca, options.ca) {
-      description = kj::str("certificates issued by ", *ca);
+      hasCa = true;
+      description = kj::str("certificates issued by ", *ca,
+                            pins.size() > 0 ? ", and pinned" : "");
     } else {
       description = kj::str("pinned certificate");
     }
@@ -303,8 +301,11 @@ private:
   CertificateCredentials credentials;
   PriorityCache priority;
   kj::Array<kj::String> pins;
+  bool hasCa = false;
   kj::String description;
 
+  // With both --link-ca and --link-pin, both must hold: the pin narrows what the CA issued down
+  // to the certificates named.
   kj::Maybe<kj::String> checkPeer(gnutls_session_t session, kj::StringPtr expectedName) {
     unsigned count = 0;
     const gnutls_datum_t* chain = gnutls_certificate_get_peers(session, &count);
@@ -314,11 +315,13 @@ private:
       int rc = gnutls_hash_fast(GNUTLS_DIG_SHA256, chain[0].data, chain[0].size, digest);
       if (rc < 0) return kj::str("hashing its certificate: ", gnutls_strerror(rc));
       auto fingerprint = toHex(kj::arrayPtr(digest, SHA256_BYTES));
-      for (auto& pin : pins) {
-        if (pin == fingerprint) return nullptr;
+      bool pinned = false;
+      for (auto& pin : pins) pinned = pinned || pin == fingerprint;
+      if (!pinned) {
+        return kj::str("its certificate sha256:", fingerprint, " is not pinned by --link-pin");
       }
-      return kj::str("its certificate sha256:", fingerprint, " is not pinned by --link-pin");
     }
+    if (!hasCa) return nullptr;
     unsigned status = 0;
     const char* name = expectedName.size() > 0 ? expectedName.cStr() : nullptr;
     int rc = gnutls_certificate_verify_peers3(session, name, &status);
@@ -341,7 +344,7 @@ class PskLink final : public TlsLink {
 public:
   PskLink(Role role, SecretString key) : role(role), priority(PSK_PRIORITY), key(kj::mv(key)) {
     if (role == Role::CLIENT) {
-      auto data = datum(this->key);
+      auto data = this->key.asDatum();
       int rc = gnutls_psk_set_client_credentials(clientCredentials.get(), PSK_IDENTITY, &data,
                                                  GNUTLS_PSK_KEY_RAW);
       KJ_REQUIRE(rc == 0, "gnutls_psk_set_client_credentials", gnutls_strerror(rc));
@@ -462,9 +465,6 @@ kj::Maybe<kj::String> checkTlsLinkOptions(const TlsLinkOptions& options) {
   if (options.ca == nullptr && options.pins.size() == 0) {
     return kj::str("--link-cert: needs --link-ca FILE or --link-pin sha256:HEX to check the "
                    "peer's certificate");
-  }
-  if (options.ca != nullptr && options.pins.size() > 0) {
-    return kj::str("--link-ca and --link-pin: give one of them");
   }
   return nullptr;
 }

@@ -2,10 +2,10 @@
 // (DESIGN.md, "Security model"). Both programs take the same options and both sides
 // authenticate the other, in one of two ways:
 //
-//   certificates:     --link-cert FILE[:PASSWORD] (own certificate and key) and either
-//                     --link-ca FILE (the CA that issued the peer's certificate) or
+//   certificates:     --link-cert FILE[:PASSWORD] (own certificate and key) with
+//                     --link-ca FILE (the CA that issued the peer's certificate),
 //                     --link-pin sha256:HEX (the SHA-256 fingerprint of the peer's certificate,
-//                     repeatable for a rotation)
+//                     repeatable for a rotation), or both (then both must hold)
 //   pre-shared key:   --link-psk PASSWORD-SPEC (file:, env:, fd:), TLS 1.3 PSK with (EC)DHE
 //
 // The front is the TLS client, the recorder the server. A peer that fails is refused inside the
@@ -33,6 +33,12 @@ struct TlsLinkOptions {
   bool given() const {
     return cert != nullptr || ca != nullptr || pins.size() > 0 || psk != nullptr;
   }
+  // Wipes the specs that may hold a literal secret (--link-cert's password, --link-psk), as the
+  // front does its --servercert specs: call once TlsLink::load() has read them.
+  void wipeSecrets() {
+    KJ_IF_MAYBE(spec, cert) wipe(*spec);
+    KJ_IF_MAYBE(spec, psk) wipe(*spec);
+  }
   // The name of one option that was given, for error lines ("--link-psk").
   kj::StringPtr optionName() const {
     return psk != nullptr ? "--link-psk" : cert != nullptr ? "--link-cert"
@@ -44,8 +50,8 @@ struct TlsLinkOptions {
 // Registers --link-cert, --link-ca, --link-pin and --link-psk.
 void addTlsLinkOptions(OptionParser& parser, TlsLinkOptions& options);
 
-// Checks the combination: a PSK, or a certificate with a CA or pins. Returns one line naming
-// the option, or nullptr. Call only when some link option was given.
+// Checks the combination: a PSK, or a certificate with a CA, pins or both. Returns one line
+// naming the option, or nullptr. Call only when some link option was given.
 kj::Maybe<kj::String> checkTlsLinkOptions(const TlsLinkOptions& options);
 
 // "sha256:HEX" (HEX with or without colons, as `openssl x509 -fingerprint -sha256` prints it)

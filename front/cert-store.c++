@@ -25,10 +25,6 @@ public:
   gnutls_pkcs12_t p12 = nullptr;
 };
 
-gnutls_datum_t datum(const SecretString& bytes) {
-  return {const_cast<unsigned char*>(bytes.asBytes().begin()), unsigned(bytes.size())};
-}
-
 bool isPem(const SecretString& contents) {
   return memmem(contents.cStr(), contents.size(), "-----BEGIN ", 11) != nullptr;
 }
@@ -104,7 +100,7 @@ kj::Maybe<kj::String> loadPem(const SecretString& chainPem, const SecretString& 
                               kj::StringPtr chainFile, kj::StringPtr keyFile,
                               const kj::Maybe<SecretString>& password, CertList& certs,
                               PrivateKey& key) {
-  auto chainData = datum(chainPem);
+  auto chainData = chainPem.asDatum();
   int rc = gnutls_x509_crt_list_import2(&certs.certs, &certs.count, &chainData,
                                         GNUTLS_X509_FMT_PEM, 0);
   if (rc < 0 || certs.count == 0) {
@@ -118,7 +114,7 @@ kj::Maybe<kj::String> loadPem(const SecretString& chainPem, const SecretString& 
   if (memmem(keyPem.cStr(), keyPem.size(), "PRIVATE KEY-----", 16) == nullptr) {
     return kj::str("'", keyFile, "': no private key");
   }
-  auto keyData = datum(keyPem);
+  auto keyData = keyPem.asDatum();
   rc = gnutls_x509_privkey_init(&key.key);
   if (rc < 0) return kj::str("'", keyFile, "': ", gnutls_strerror(rc));
   const char* pass = nullptr;
@@ -155,7 +151,7 @@ kj::Maybe<kj::String> loadPkcs12(const SecretString& contents, kj::StringPtr fil
                                  const kj::Maybe<SecretString>& password, CertList& certs,
                                  PrivateKey& key) {
   Pkcs12 p12;
-  auto data = datum(contents);
+  auto data = contents.asDatum();
   int rc = gnutls_pkcs12_import(p12.p12, &data, GNUTLS_X509_FMT_DER, 0);
   if (rc < 0) {
     return kj::str("'", file, "': neither PEM nor PKCS#12 (", gnutls_strerror(rc), ")");
@@ -305,10 +301,6 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
                                      loaded)) {
     return kj::mv(*error);
   }
-  KJ_IF_MAYBE(passwordSpec, parsed.password) {
-    // Wiped from the environment once the keys are loaded (wipePasswordVariables()).
-    if (passwordSpec->startsWith("env:")) passwordVariables.add(kj::str(passwordSpec->slice(4)));
-  }
   auto& certs = loaded.certs;
   auto& key = loaded.key;
 
@@ -332,15 +324,6 @@ kj::Maybe<kj::String> CertStore::addServerCert(kj::StringPtr spec, SecretOrigin 
     }
   }
   return nullptr;
-}
-
-void CertStore::forgetPasswordVariables() {
-  for (auto& name : passwordVariables) {
-    char* value = getenv(name.cStr());
-    if (value != nullptr) wipe(value, strlen(value));
-    unsetenv(name.cStr());
-  }
-  passwordVariables.clear();
 }
 
 kj::Maybe<gnutls_certificate_credentials_t> CertStore::find(kj::StringPtr serverName) const {

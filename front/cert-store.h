@@ -85,14 +85,8 @@ public:
 
   bool empty() const { return credentials.size() == 0; }
 
-  // Wipes and unsets the environment variables that passwords were read from (env:NAME), once
-  // every certificate is loaded: child processes (the embedded recorder) inherit the
-  // environment, and the process's own copy would outlive its use.
-  void forgetPasswordVariables();
-
 private:
   kj::Vector<kj::Own<ServerCredentials>> credentials;
-  kj::Vector<kj::String> passwordVariables;
   kj::HashMap<kj::String, gnutls_certificate_credentials_t> exactNames;
   // "*.example.com" is stored under "example.com".
   kj::HashMap<kj::String, gnutls_certificate_credentials_t> wildcardParents;

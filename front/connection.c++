@@ -178,16 +178,9 @@ void Connection::chooseCertificate() {
   }
   KJ_IF_MAYBE(found, context.certs.find(name)) {
     credentials = *found;
-  } else KJ_IF_MAYBE(cache, worker.forgedCerts()) {
-    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      auto forged = cache->get(name, time(nullptr));
-      credentials = forged->get();
-      forgedCredentials = kj::mv(forged);
-    })) {
-      refuse(TLS_ALERT_INTERNAL_ERROR, kj::str("forging a certificate for '", name, "': ",
-                                               exception->getDescription()));
-      return;
-    }
+  } else if (worker.forgedCerts() != nullptr) {
+    // Forged in startHandshake(), once the backend has been reached: a name that is refused
+    // (an IP literal, NXDOMAIN) or whose backend cannot be reached costs no signature.
   } else {
     refuse(TLS_ALERT_UNRECOGNIZED_NAME, kj::str("no --servercert covers '", name, "'"));
     return;
@@ -346,7 +339,23 @@ void Connection::continueBackendHandshake() {
   }
 }
 
+bool Connection::forgeCertificate() {
+  auto name = routeName();
+  auto& cache = KJ_ASSERT_NONNULL(worker.forgedCerts());
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    auto forged = cache.get(name, time(nullptr));
+    credentials = forged->get();
+    forgedCredentials = kj::mv(forged);
+  })) {
+    refuse(TLS_ALERT_INTERNAL_ERROR, kj::str("forging a certificate for '", name, "': ",
+                                             exception->getDescription()));
+    return false;
+  }
+  return true;
+}
+
 void Connection::startHandshake() {
+  if (credentials == nullptr && !forgeCertificate()) return;
   tls = newServerSession(context.tls, credentials, clientFd.get(), alpnOffer);
   stage = Stage::HANDSHAKING;
   continueHandshake();

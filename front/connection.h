@@ -110,6 +110,8 @@ private:
   void backendConnected();
   void startBackendHandshake();
   void continueBackendHandshake();
+  // A certificate for routeName() from the worker's forged cache; false (refused) if forging fails.
+  bool forgeCertificate();
   void startHandshake();
   void continueHandshake();
   void startRelay();

@@ -292,6 +292,7 @@ void addFrontOptions(OptionParser& parser, FrontOptions& options) {
     return setOnce(o->recorderAddress, value);
   });
   addTlsLinkOptions(parser, o->link);
+  addLinkTimeoutOption(parser, o->linkTimeoutSeconds);
   parser.addOption("recorder-down", 0, "block|pass",
                    "when the recorder is gone past the buffer: hold traffic (block, default) "
                    "or relay it unrecorded (pass)",

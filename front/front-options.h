@@ -8,6 +8,7 @@
 #include <kj/vector.h>
 
 #include "common/address.h"
+#include "common/link-timeout.h"
 #include "common/options.h"
 #include "common/password.h"
 #include "common/stats.h"
@@ -52,6 +53,7 @@ struct FrontOptions {
   uint64_t retainHours = 0;  // --retain-hours N, passed to the embedded recorder
   uint64_t maxBytes = 0;     // --max-bytes SIZE, passed to the embedded recorder
   RecorderDown recorderDown = RecorderDown::BLOCK;  // --recorder-down block|pass
+  uint32_t linkTimeoutSeconds = DEFAULT_LINK_TIMEOUT_SECONDS;  // --link-timeout
 
   bool verbose = false;
   uint32_t maxConnections = 10000;        // --max-connections N

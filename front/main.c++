@@ -148,8 +148,10 @@ public:
 
   void log() {
     auto connections = worker.liveCounters();
-    RecorderCounters recording;
+    RecorderClientCounters recording;
     KJ_IF_MAYBE(client, recorder) recording = client->counters();
+    uint64_t forged = 0;
+    KJ_IF_MAYBE(cache, worker.forgedCerts()) forged = cache->forgedCount();
     StatsField fields[] = {
         {"connections_accepted", connections.accepted},
         {"connections_open", worker.size()},
@@ -160,6 +162,7 @@ public:
         {"bytes_recorded", recording.bytesRecorded},
         {"bytes_waiting", recording.bytesWaiting},
         {"bytes_lost", recording.bytesLost},
+        {"certificates_forged", forged},
     };
     logInfo(formatStats(fields));
   }
@@ -185,7 +188,8 @@ kj::Own<RecorderLinkSource> externalRecorder(KjOnLibevent& kj, const FrontOption
   auto& address = KJ_ASSERT_NONNULL(options.recorderAddress);
   if (!address.startsWith("unix:")) {
     kj::Own<TlsLinkSource> tcp;
-    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link, tcp)) {
+    KJ_IF_MAYBE(error, TlsLinkSource::create(kj.base(), kj.timer(), address, options.link,
+                                             options.linkTimeoutSeconds * kj::SECONDS, tcp)) {
       exitWithUsageError(PROGRAM, *error);
     }
     return kj::mv(tcp);
@@ -302,10 +306,8 @@ int run(int argc, char** argv) {
       exitWithUsageError(PROGRAM, kj::str("--servercert: ", *error));
     }
     // The spec may hold a literal password: no copy of it stays behind.
-    wipe(cert.spec.begin(), cert.spec.size());
+    wipe(cert.spec);
   }
-  // Nor in the environment, where the process's own copy would outlive its use.
-  certs.forgetPasswordVariables();
 
   // The root CA is always there (PolarProxy's model): loaded with --cacert, or generated once
   // and kept in --cadir. Names no --servercert covers get a certificate it signs.
@@ -319,6 +321,8 @@ int run(int argc, char** argv) {
   KJ_IF_MAYBE(error, openRootCa(caSource, rootCa, caDescription)) {
     exitWithUsageError(PROGRAM, *error);
   }
+  // Like a --servercert spec, it may hold a literal password.
+  KJ_IF_MAYBE(spec, options.caCert) wipe(*spec);
   KJ_IF_MAYBE(path, options.exportCa) {
     KJ_IF_MAYBE(error, exportCaCertificate(*rootCa, *path)) {
       exitWithUsageError(PROGRAM, kj::str("-x: ", *error));
@@ -397,8 +401,10 @@ int run(int argc, char** argv) {
   kj::Maybe<kj::Own<RecorderClient>> recorderClient;
   RecorderLimits limits;
   limits.whenDown = options.recorderDown;
+  limits.linkTimeout = options.linkTimeoutSeconds * kj::SECONDS;
   if (options.recorderAddress != nullptr) {
     auto client = kj::heap<RecorderClient>(kj.timer(), externalRecorder(kj, options), limits);
+    options.link.wipeSecrets();  // read by now
     waitForRecorder(kj, *client, "--recorder", nullptr);
     recorderClient = kj::mv(client);
   } else {
@@ -413,6 +419,7 @@ int run(int argc, char** argv) {
   // model"). One event loop for now, so no thread is ever started (--threads is for later).
   FrontPolicyOptions policy;
   KJ_IF_MAYBE(address, options.recorderAddress) policy.unixRecorder = address->startsWith("unix:");
+  forgetEnvPasswords();  // every key and link credential is loaded
   KJ_IF_MAYBE(error, lockDownFront(frontUser, policy)) {
     exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
   }

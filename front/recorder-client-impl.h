@@ -35,7 +35,7 @@ public:
   kj::Promise<void> whenReady();
   kj::Promise<void> drainAndClose();
   bool linkUp() const { return link != nullptr; }
-  RecorderCounters counters() const;
+  RecorderClientCounters counters() const;
 
   // The relay's side (recorder-client.c++).
   void append(FlowState& flow, Side from, int64_t timeUs, kj::ArrayPtr<const kj::byte> bytes);
@@ -65,6 +65,9 @@ private:
   void connect();
   void linkUpAt(kj::Own<kj::AsyncIoStream> stream);
   void reconnectLater();
+  // Pings the link of `generation` every third of limits.linkTimeout until it is gone; one
+  // unanswered for linkTimeout ends it.
+  kj::Promise<void> keepAlive(uint64_t generation);
   void linkLost(kj::StringPtr reason);
   void reopen(FlowState& flow);
   void enqueue(FlowState& flow);
@@ -103,7 +106,7 @@ private:
   kj::List<FlowState, &FlowState::fullLink> fullFlows;  // flows that reported full()
   size_t totalCharge = 0;
   PayloadPool payloads;
-  RecorderCounters stats;
+  RecorderClientCounters stats;
   bool pumpScheduled = false;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained;
   kj::TaskSet tasks;  // last: destroyed first, so no continuation runs on a half-destroyed client

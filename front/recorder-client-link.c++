@@ -65,6 +65,7 @@ void RecorderClient::Impl::linkUpAt(kj::Own<kj::AsyncIoStream> stream) {
         }
       }));
   link = kj::mv(newLink);
+  tasks.add(keepAlive(generation));
   kj::Vector<kj::Own<FlowState>> all;
   for (auto& entry : flows) all.add(kj::addRef(*entry.value));
   for (auto& flow : all) {
@@ -87,6 +88,29 @@ void RecorderClient::Impl::reconnectLater() {
     }
     connect();
   }));
+}
+
+kj::Promise<void> RecorderClient::Impl::keepAlive(uint64_t generation) {
+  auto interval = limits.linkTimeout / 3;
+  return timer.afterDelay(interval).then([this, generation]() -> kj::Promise<void> {
+    if (generation != linkGeneration || link == nullptr) return kj::READY_NOW;
+    auto answered = KJ_ASSERT_NONNULL(link)->recorder().pingRequest().send().ignoreResult()
+                        .then([]() { return true; });
+    auto silent = timer.afterDelay(limits.linkTimeout).then([]() { return false; });
+    return answered.exclusiveJoin(kj::mv(silent)).then(
+        [this, generation](bool gotAnswer) -> kj::Promise<void> {
+          if (generation != linkGeneration) return kj::READY_NOW;
+          if (gotAnswer) return keepAlive(generation);
+          auto ms = limits.linkTimeout / kj::MILLISECONDS;
+          linkLost(kj::str("no answer to a ping for ",
+                           ms % 1000 == 0 ? kj::str(ms / 1000, " s") : kj::str(ms, " ms"),
+                           " (--link-timeout)"));
+          return kj::READY_NOW;
+        },
+        [](kj::Exception&&) {
+          // The link broke: onDisconnect or the calls in flight report it.
+        });
+  });
 }
 
 void RecorderClient::Impl::linkLost(kj::StringPtr reason) {

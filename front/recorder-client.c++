@@ -90,7 +90,7 @@ kj::Promise<void> RecorderClient::Impl::drainAndClose() {
   return kj::mv(paf.promise);
 }
 
-RecorderCounters RecorderClient::Impl::counters() const { return stats; }
+RecorderClientCounters RecorderClient::Impl::counters() const { return stats; }
 
 // ---------------------------------------------------------------------------------------------
 // What the relay hands in.
@@ -323,6 +323,6 @@ kj::Own<RecordedFlow> RecorderClient::openFlow(FlowInfo info) {
 kj::Promise<void> RecorderClient::whenReady() { return impl->whenReady(); }
 kj::Promise<void> RecorderClient::drainAndClose() { return impl->drainAndClose(); }
 bool RecorderClient::linkUp() const { return impl->linkUp(); }
-RecorderCounters RecorderClient::counters() const { return impl->counters(); }
+RecorderClientCounters RecorderClient::counters() const { return impl->counters(); }
 
 }  // namespace tlstap

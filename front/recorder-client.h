@@ -42,9 +42,12 @@ struct RecorderLimits {
   kj::Duration reconnectFirst = 100 * kj::MILLISECONDS;  // backoff after a lost link, doubling
   kj::Duration reconnectMax = 5 * kj::SECONDS;
   RecorderDown whenDown = RecorderDown::BLOCK;  // past a bound while there is no link
+  // A link whose recorder leaves a ping unanswered this long is given up (common/link-timeout.h).
+  kj::Duration linkTimeout = DEFAULT_LINK_TIMEOUT_SECONDS * kj::SECONDS;
 };
 
-struct RecorderCounters {
+// What the front's recorder client handed to the recorder, and what came of it.
+struct RecorderClientCounters {
   uint64_t bytesQueued = 0;    // every byte handed to append()
   uint64_t bytesSent = 0;      // bytes put into Flow.data calls, resent ones again
   uint64_t bytesRecorded = 0;  // bytes the recorder acknowledged
@@ -82,7 +85,7 @@ public:
   kj::Promise<void> drainAndClose();
 
   bool linkUp() const;
-  RecorderCounters counters() const;
+  RecorderClientCounters counters() const;
 
   class Impl;
 

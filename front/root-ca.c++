@@ -32,20 +32,6 @@ public:
   gnutls_x509_crt_t crt = nullptr;
 };
 
-// A GnuTLS-allocated buffer that may hold key material: wiped before it is freed.
-class SecretDatum {
-public:
-  SecretDatum() = default;
-  ~SecretDatum() {
-    if (datum.data != nullptr) {
-      gnutls_memset(datum.data, 0, datum.size);
-      gnutls_free(datum.data);
-    }
-  }
-  KJ_DISALLOW_COPY(SecretDatum);
-  gnutls_datum_t datum = {nullptr, 0};
-};
-
 kj::String hexWithColons(kj::ArrayPtr<const kj::byte> bytes) {
   static const char DIGITS[] = "0123456789ABCDEF";
   kj::Vector<char> text(bytes.size() * 3 + 1);

@@ -3,11 +3,13 @@
 #include <kj/debug.h>
 
 #include "common/fd-stream.h"
+#include "common/link-timeout.h"
 
 namespace tlstap {
 
 kj::Maybe<kj::String> TlsLinkSource::create(event_base* base, kj::Timer& timer,
                                             kj::StringPtr hostPort, const TlsLinkOptions& link,
+                                            kj::Duration silence,
                                             kj::Own<TlsLinkSource>& out) {
   kj::String host, port;
   KJ_IF_MAYBE(error, splitHostPort(hostPort, host, port)) return kj::str("--recorder: ", *error);
@@ -25,18 +27,21 @@ kj::Maybe<kj::String> TlsLinkSource::create(event_base* base, kj::Timer& timer,
                    "--link-psk)");
   }
   out = kj::heap<TlsLinkSource>(base, timer, kj::heapString(hostPort), kj::mv(host), address,
-                                kj::mv(tls));
+                                kj::mv(tls), silence);
   return nullptr;
 }
 
 TlsLinkSource::TlsLinkSource(event_base* base, kj::Timer& timer, kj::String hostPort,
                              kj::String host, SocketAddress address,
-                             kj::Maybe<kj::Own<TlsLink>> tls)
+                             kj::Maybe<kj::Own<TlsLink>> tls, kj::Duration silence)
     : base(base), timer(timer), hostPort(kj::mv(hostPort)), host(kj::mv(host)),
-      address(address), tls(kj::mv(tls)) {}
+      address(address), tls(kj::mv(tls)), silence(silence) {}
 
 kj::Promise<kj::Own<kj::AsyncIoStream>> TlsLinkSource::connect() {
-  auto connected = connectSocket(base, address);
+  auto connected = connectSocket(base, address).then([this](kj::Own<kj::AsyncIoStream> stream) {
+    boundLinkSilence(*stream, silence);
+    return stream;
+  });
   KJ_IF_MAYBE(link, tls) {
     auto& tlsLink = **link;
     connected = connected.then([this, &tlsLink](kj::Own<kj::AsyncIoStream> stream) {

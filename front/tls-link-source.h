@@ -22,12 +22,14 @@ public:
   // Resolves HOST now (at start-up, before any sandbox closes the resolver's files) and loads
   // the link credentials. Returns "--recorder: cause" or "--link-...: cause", or nullptr with
   // `out` set. `link` may be empty only for a loopback address.
+  // `silence` bounds how long the kernel keeps a connection whose peer is unreachable
+  // (common/link-timeout.h).
   static kj::Maybe<kj::String> create(event_base* base, kj::Timer& timer, kj::StringPtr hostPort,
-                                      const TlsLinkOptions& link,
+                                      const TlsLinkOptions& link, kj::Duration silence,
                                       kj::Own<TlsLinkSource>& out);
 
   TlsLinkSource(event_base* base, kj::Timer& timer, kj::String hostPort, kj::String host,
-                SocketAddress address, kj::Maybe<kj::Own<TlsLink>> tls);
+                SocketAddress address, kj::Maybe<kj::Own<TlsLink>> tls, kj::Duration silence);
 
   kj::Promise<kj::Own<kj::AsyncIoStream>> connect() override;
   kj::StringPtr describe() const override { return hostPort; }
@@ -39,6 +41,7 @@ private:
   kj::String host;      // the name the recorder's certificate must carry (with --link-ca)
   SocketAddress address;
   kj::Maybe<kj::Own<TlsLink>> tls;
+  kj::Duration silence;
 };
 
 }  // namespace tlstap

@@ -59,7 +59,7 @@ TlsServerConfig::TlsServerConfig() {
   }
   // One key for the life of the process: tickets stay valid across connections and workers, and
   // a restart invalidates them, which is what a rotation would do.
-  rc = gnutls_session_ticket_key_generate(&ticketKeyDatum);
+  rc = gnutls_session_ticket_key_generate(&ticketKeyDatum.datum);
   if (rc < 0) {
     gnutls_priority_deinit(priorityCache);
     throwTls(kj::Exception::Type::FAILED, "session ticket key", gnutls_strerror(rc));
@@ -67,10 +67,6 @@ TlsServerConfig::TlsServerConfig() {
 }
 
 TlsServerConfig::~TlsServerConfig() noexcept {
-  if (ticketKeyDatum.data != nullptr) {
-    gnutls_memset(ticketKeyDatum.data, 0, ticketKeyDatum.size);
-    gnutls_free(ticketKeyDatum.data);
-  }
   if (priorityCache != nullptr) gnutls_priority_deinit(priorityCache);
 }
 

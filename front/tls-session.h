@@ -12,6 +12,7 @@
 #include <kj/memory.h>
 #include <kj/string.h>
 
+#include "common/password.h"
 #include "front/relay-stream.h"
 
 namespace tlstap {
@@ -36,11 +37,11 @@ public:
   KJ_DISALLOW_COPY(TlsServerConfig);
 
   gnutls_priority_t priority() const { return priorityCache; }
-  const gnutls_datum_t& ticketKey() const { return ticketKeyDatum; }
+  const gnutls_datum_t& ticketKey() const { return ticketKeyDatum.datum; }
 
 private:
   gnutls_priority_t priorityCache = nullptr;
-  gnutls_datum_t ticketKeyDatum = {nullptr, 0};  // wiped when freed
+  SecretDatum ticketKeyDatum;
 };
 
 // One TLS session on a connected, non-blocking socket (which it does not own).

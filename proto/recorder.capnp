@@ -33,6 +33,12 @@ interface Recorder {
   # only, so any recorder process derives the same ones for the same `meta`: a flow that the front
   # reopens with `meta.resume` set continues the sequence numbers of the part already recorded,
   # and an analyser reassembles it across files (e.g. after mergecap).
+
+  ping @1 () -> ();
+  # Answered at once, whatever the state of the disk. The front calls it every few seconds while
+  # the link is up and gives the link up when an answer takes longer than its `--link-timeout`:
+  # a cut network or a hung recorder then counts as "recorder gone" (reconnect, resend), instead
+  # of holding the front's queues until TCP itself gives up, which takes many minutes.
 }
 
 struct Endpoint {

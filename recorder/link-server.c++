@@ -48,7 +48,7 @@ struct FrontConnection {
 
 }  // namespace
 
-LinkServer::LinkServer(PacketSink& sink, RecorderCounters& counters)
+LinkServer::LinkServer(PacketSink& sink, FlowCounters& counters)
     : sink(sink), counters(counters), tasks(errorHandler) {}
 
 LinkServer::~LinkServer() noexcept(false) {}
@@ -67,6 +67,7 @@ kj::Promise<void> LinkServer::acceptFrom(kj::Own<kj::ConnectionReceiver> listene
           // Closed here, unread.
           return acceptFrom(kj::mv(listener), kj::mv(name), tls);
         }
+        boundLinkSilence(*stream, linkTimeout);
         auto peer = describePeer(*stream, name);
         KJ_IF_MAYBE(t, tls) {
           tasks.add(authenticate(*t, kj::mv(stream), kj::mv(peer)));

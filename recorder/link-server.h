@@ -12,6 +12,7 @@
 #include <kj/string.h>
 #include <kj/timer.h>
 
+#include "common/link-timeout.h"
 #include "common/tls-link.h"
 
 #include "recorder/packet-sink.h"
@@ -21,7 +22,7 @@ namespace tlstap {
 
 class LinkServer {
 public:
-  LinkServer(PacketSink& sink, RecorderCounters& counters);
+  LinkServer(PacketSink& sink, FlowCounters& counters);
   ~LinkServer() noexcept(false);
   KJ_DISALLOW_COPY(LinkServer);
 
@@ -29,6 +30,11 @@ public:
   // logged and closed before a single RPC message is read. Never called: no check (TCP
   // listeners are never checked this way: they have no peer credentials).
   void allowPeers(kj::Array<uid_t> uids) { allowedUids = kj::mv(uids); }
+
+  // A front on TCP that has been unreachable this long is dropped by the kernel (keepalive and
+  // TCP_USER_TIMEOUT, common/link-timeout.h), and with it its flows: a front that reconnects
+  // resumes them on its new connection.
+  void setLinkTimeout(kj::Duration timeout) { linkTimeout = timeout; }
 
   // How a listener authenticates its fronts: the link's credentials, and the timer that bounds
   // a handshake.
@@ -63,9 +69,10 @@ private:
   };
 
   PacketSink& sink;
-  RecorderCounters& counters;
+  FlowCounters& counters;
   size_t connections = 0;
   kj::Maybe<kj::Array<uid_t>> allowedUids;
+  kj::Duration linkTimeout = DEFAULT_LINK_TIMEOUT_SECONDS * kj::SECONDS;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> idleWaiters;
   ErrorHandler errorHandler;
   // Last: destroying it cancels the connections, whose clean-up uses the members above.

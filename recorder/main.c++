@@ -56,7 +56,7 @@ struct Outputs {
 };
 
 // The counters line (common/stats.h).
-void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
+void logCounters(const FlowCounters& counters, const Outputs& outputs) {
   PcapWriterCounters files;
   KJ_IF_MAYBE(writer, outputs.file) files = (*writer)->counters();
   uint64_t consumers = 0, dropped = 0;
@@ -69,10 +69,12 @@ void logCounters(const RecorderCounters& counters, const Outputs& outputs) {
       {"flows_total", counters.flowsTotal},
       {"flows_broken", counters.flowsBroken},
       {"payload_bytes_closed_flows", counters.payloadBytes},
-      {"bytes_recorded", files.bytesWritten},
+      // Not "bytes_recorded" or "bytes_lost": the front's line has those for payload bytes, and
+      // these count file and frame bytes, headers included.
+      {"file_bytes_written", files.bytesWritten},
       {"packets_written", files.packetsWritten},
       {"packets_lost", files.packetsLost},
-      {"bytes_lost", files.bytesLost},
+      {"frame_bytes_lost", files.bytesLost},
       {"pcapoverip_consumers", consumers},
       {"pcapoverip_dropped", dropped},
       {"files_written", files.filesWritten},
@@ -202,6 +204,7 @@ int run(int argc, char** argv) {
     KJ_IF_MAYBE(error, TlsLink::load(options.link, TlsLink::Role::SERVER, link)) {
       exitWithUsageError(PROGRAM, *error);
     }
+    options.link.wipeSecrets();
     tlsLink = kj::mv(link);
   }
 
@@ -249,6 +252,17 @@ int run(int argc, char** argv) {
     removeUnixSockets(options);
     exitWithUsageError(PROGRAM, *error);
   }
+  // --pcapoveripconnect names are resolved now: after lock-down the resolver cannot run.
+  kj::Vector<kj::Own<kj::NetworkAddress>> pcapOverIpTargets;
+  for (auto& target : options.pcapOverIpConnect) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      pcapOverIpTargets.add(io.provider->getNetwork().parseAddress(target).wait(io.waitScope));
+    })) {
+      removeUnixSockets(options);
+      exitWithUsageError(PROGRAM, kj::str("--pcapoveripconnect: cannot resolve '", target, "': ",
+                                          exception->getDescription()));
+    }
+  }
   // Everything that needs root is done: drop to the recorder's user for good.
   KJ_IF_MAYBE(user, identity.runAs) {
     KJ_IF_MAYBE(error, dropPrivileges(*user)) {
@@ -267,16 +281,18 @@ int run(int argc, char** argv) {
       consumerTasks.add(hub->acceptFrom(wrapListener(io, kj::mv(pcapOverIpSockets[i]))));
       logInfo("serving PCAP-over-IP on ", options.pcapOverIp[i].toString());
     }
-    for (auto& target : options.pcapOverIpConnect) {
-      consumerTasks.add(hub->connectTo(io.provider->getNetwork(), kj::heapString(target)));
+    for (auto i : kj::indices(options.pcapOverIpConnect)) {
+      consumerTasks.add(hub->connectTo(kj::mv(pcapOverIpTargets[i]),
+                                       kj::heapString(options.pcapOverIpConnect[i])));
     }
     outputs.fanOut.add(*hub);
     outputs.pcapOverIp = kj::mv(hub);
   }
 
-  RecorderCounters counters;
+  FlowCounters counters;
   LinkServer links(outputs.fanOut, counters);
   links.allowPeers(kj::heapArray(identity.allowedPeers.asPtr()));
+  links.setLinkTimeout(options.linkTimeoutSeconds * kj::SECONDS);
   auto listenTasks = kj::heap<kj::TaskSet>(errorLogger);
   for (auto i : kj::indices(options.listen)) {
     auto name = options.listen[i].toString();
@@ -316,6 +332,7 @@ int run(int argc, char** argv) {
   // Lock-down (DESIGN.md "Security model"): from here on files only in the output directory.
   RecorderPolicyOptions policy;
   if (outputs.outputDirFd >= 0) policy.outputDirFd = outputs.outputDirFd;
+  forgetEnvPasswords();  // the link credentials are loaded
   KJ_IF_MAYBE(error, lockDownRecorder(policy)) {
     exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
   }

@@ -246,7 +246,7 @@ private:
 };
 
 struct PcapOverIp::ConnectTarget {
-  kj::Network& network;
+  kj::Own<kj::NetworkAddress> address;
   kj::String hostPort;
   kj::Duration initialBackoff;
   kj::Duration maxBackoff;
@@ -338,19 +338,15 @@ kj::Promise<void> PcapOverIp::acceptLoop(kj::ConnectionReceiver& listener) {
       .then([this, &listener]() { return acceptLoop(listener); });
 }
 
-kj::Promise<void> PcapOverIp::connectTo(kj::Network& network, kj::String hostPort) {
+kj::Promise<void> PcapOverIp::connectTo(kj::Own<kj::NetworkAddress> address, kj::String name) {
   auto target = kj::heap<ConnectTarget>(
-      ConnectTarget{network, kj::mv(hostPort), initialBackoff, maxBackoff, initialBackoff});
+      ConnectTarget{kj::mv(address), kj::mv(name), initialBackoff, maxBackoff, initialBackoff});
   auto loop = connectLoop(*target);
   return loop.attach(kj::mv(target));
 }
 
 kj::Promise<void> PcapOverIp::connectLoop(ConnectTarget& target) {
-  return target.network.parseAddress(target.hostPort)
-      .then([](kj::Own<kj::NetworkAddress> address) {
-        auto connecting = address->connect();
-        return connecting.attach(kj::mv(address));
-      })
+  return target.address->connect()
       .then(
           [this, &target](kj::Own<kj::AsyncIoStream> stream) -> kj::Promise<void> {
             auto connectedAt = timer.now();

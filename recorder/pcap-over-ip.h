@@ -34,10 +34,12 @@ public:
   // cancelling stops accepting but leaves the consumers already connected served.
   kj::Promise<void> acceptFrom(kj::Own<kj::ConnectionReceiver> listener);
 
-  // --pcapoveripconnect HOST:PORT: connects out (resolving HOST again on every attempt), and
-  // reconnects with exponential backoff whenever the connection fails or closes. Runs until
-  // cancelled; cancelling stops reconnecting but leaves a live connection served.
-  kj::Promise<void> connectTo(kj::Network& network, kj::String hostPort);
+  // --pcapoveripconnect HOST:PORT: connects out to `address` (HOST resolved once, at start-up:
+  // after lock-down the resolver's files and threads are out of reach; each of its addresses is
+  // tried in turn), and reconnects with exponential backoff whenever the connection fails or
+  // closes. `name` is HOST:PORT as given, for log lines. Runs until cancelled; cancelling stops
+  // reconnecting but leaves a live connection served.
+  kj::Promise<void> connectTo(kj::Own<kj::NetworkAddress> address, kj::String name);
 
   // The reconnect delay starts at `initial` and doubles up to `max` (default 1 s and 30 s).
   // Affects connectTo() loops started afterwards.

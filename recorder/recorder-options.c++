@@ -67,7 +67,8 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                    "send PCAP-over-IP to HOST:PORT, reconnecting when it drops; repeatable",
                    [&options](kj::StringPtr value) -> kj::Maybe<kj::String> {
                      SocketAddress address;
-                     // Resolve now only to reject a bad value at start; connections resolve again.
+                     // Resolved here to reject a bad value with the other option errors; main()
+                     // resolves it again into every address, which serve all connections.
                      KJ_IF_MAYBE(error, resolveHostPort(value, address)) return kj::mv(*error);
                      options.pcapOverIpConnect.add(kj::heapString(value));
                      return nullptr;
@@ -118,6 +119,7 @@ void addRecorderOptions(OptionParser& parser, RecorderOptions& options) {
                    });
   addStatsIntervalOption(parser, options.statsIntervalSeconds);
   addTlsLinkOptions(parser, options.link);
+  addLinkTimeoutOption(parser, options.linkTimeoutSeconds);
   parser.addFlag("verbose", 'v', "log every flow", [&options]() { options.verbose = true; });
   addConfigOption(parser);
 }

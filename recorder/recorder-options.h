@@ -5,6 +5,7 @@
 #include <kj/vector.h>
 
 #include "common/address.h"
+#include "common/link-timeout.h"
 #include "common/options.h"
 #include "common/stats.h"
 #include "common/tls-link.h"
@@ -16,6 +17,7 @@ struct RecorderOptions {
   // loopback).
   kj::Vector<SocketAddress> listen;
   TlsLinkOptions link;  // --link-cert, --link-ca, --link-pin, --link-psk
+  uint32_t linkTimeoutSeconds = DEFAULT_LINK_TIMEOUT_SECONDS;  // --link-timeout
   // An already connected stream (the front's end of a socket pair) to serve; the recorder exits
   // when it closes. This is how tlstap-front runs its embedded recorder.
   kj::Maybe<int> connectionFd;

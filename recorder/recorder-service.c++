@@ -12,7 +12,7 @@ namespace {
 class FlowService final : public proto::Flow::Server {
 public:
   FlowService(uint64_t id, const FlowEndpoints& endpoints, int64_t startTimeUs,
-              kj::Maybe<const FlowResume&> resume, PacketSink& sink, RecorderCounters& counters,
+              kj::Maybe<const FlowResume&> resume, PacketSink& sink, FlowCounters& counters,
               kj::StringPtr peerName)
       : id(id), description(describeEndpoints(endpoints)), peerName(kj::heapString(peerName)),
         counters(counters), sink(sink), contract(endpoints, startTimeUs, sink, resume) {
@@ -64,7 +64,7 @@ private:
   uint64_t id;
   kj::String description;
   kj::String peerName;  // a copy: the flow may outlive the connection's Recorder capability
-  RecorderCounters& counters;
+  FlowCounters& counters;
   PacketSink& sink;
   FlowContract contract;
   bool loggedViolation = false;
@@ -72,7 +72,7 @@ private:
 
 }  // namespace
 
-RecorderService::RecorderService(PacketSink& sink, RecorderCounters& counters,
+RecorderService::RecorderService(PacketSink& sink, FlowCounters& counters,
                                  kj::String peerName)
     : sink(sink), counters(counters), peerName(kj::mv(peerName)) {}
 

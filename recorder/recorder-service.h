@@ -10,8 +10,9 @@
 
 namespace tlstap {
 
-// Shared by every connection of one recorder process.
-struct RecorderCounters {
+// The flows the recorder received, shared by every front connection of one recorder process.
+// (What reached the files is counted by the pcap writer.)
+struct FlowCounters {
   uint64_t nextFlowId = 1;
   uint64_t flowsOpen = 0;
   uint64_t flowsTotal = 0;
@@ -23,13 +24,15 @@ struct RecorderCounters {
 class RecorderService final : public proto::Recorder::Server {
 public:
   // peerName names the front in log lines (e.g. "unix:/run/tlstap.sock" or "fd 3").
-  RecorderService(PacketSink& sink, RecorderCounters& counters, kj::String peerName);
+  RecorderService(PacketSink& sink, FlowCounters& counters, kj::String peerName);
 
   kj::Promise<void> openFlow(OpenFlowContext context) override;
+  // The front's keepalive: answered at once (the default does, but saying so is the point).
+  kj::Promise<void> ping(PingContext) override { return kj::READY_NOW; }
 
 private:
   PacketSink& sink;
-  RecorderCounters& counters;
+  FlowCounters& counters;
   kj::String peerName;
 };
 

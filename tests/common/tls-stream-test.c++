@@ -301,6 +301,51 @@ TEST_F(TlsLinkTest, PinnedCertificatesAreAcceptedAndOthersRefused) {
   }
 }
 
+TEST_F(TlsLinkTest, CaAndPinTogetherMustBothHold) {
+  auto io = kj::setupAsyncIo();
+  auto both = [&](kj::StringPtr cert, kj::StringPtr ca, kj::StringPtr pinOf) {
+    auto options = certWithPin(cert, pinOf);
+    options.ca = path(ca);
+    return options;
+  };
+  auto client = load(both("ca-front.pem", "ca.pem", "ca-recorder"), TlsLink::Role::CLIENT);
+  EXPECT_EQ(client->describe(),
+            kj::str("certificates issued by ", path("ca.pem"), ", and pinned"));
+  {
+    auto server = load(both("ca-recorder.pem", "ca.pem", "ca-front"), TlsLink::Role::SERVER);
+    auto pair = connectPair(io, *client, *server);
+    EXPECT_EQ(pair.serverError, "");
+    EXPECT_EQ(pair.clientError, "");
+    EXPECT_NE(pair.server, nullptr);
+    EXPECT_NE(pair.client, nullptr);
+  }
+  {
+    // Issued by the CA, but not the pinned certificate.
+    auto server = load(both("ca-recorder.pem", "ca.pem", "ca-recorder"), TlsLink::Role::SERVER);
+    auto pair = connectPair(io, *client, *server);
+    EXPECT_EQ(pair.server, nullptr);
+    EXPECT_TRUE(strstr(pair.serverError.cStr(), "is not pinned")) << pair.serverError.cStr();
+  }
+  {
+    // Pinned, but not issued by the CA.
+    auto server = load(both("ca-recorder.pem", "ca.pem", "rogue-front"), TlsLink::Role::SERVER);
+    auto rogue = load(both("rogue-front.pem", "ca.pem", "ca-recorder"), TlsLink::Role::CLIENT);
+    auto pair = connectPair(io, *rogue, *server);
+    EXPECT_EQ(pair.server, nullptr);
+    EXPECT_TRUE(strstr(pair.serverError.cStr(), "not trusted by --link-ca"))
+        << pair.serverError.cStr();
+  }
+  {
+    // The front's side too: the recorder's certificate is pinned, but the CA is another one.
+    auto server = load(both("ca-recorder.pem", "ca.pem", "ca-front"), TlsLink::Role::SERVER);
+    auto wrongCa = load(both("ca-front.pem", "rogue.pem", "ca-recorder"), TlsLink::Role::CLIENT);
+    auto pair = connectPair(io, *wrongCa, *server);
+    EXPECT_EQ(pair.client, nullptr);
+    EXPECT_TRUE(strstr(pair.clientError.cStr(), "not trusted by --link-ca"))
+        << pair.clientError.cStr();
+  }
+}
+
 TEST_F(TlsLinkTest, PlainTcpGarbageIsRefusedDuringTheHandshake) {
   auto io = kj::setupAsyncIo();
   auto server = load(psk("psk.txt"), TlsLink::Role::SERVER);
@@ -335,6 +380,49 @@ TEST_F(TlsLinkTest, CertificateAndKeyFilesInEveryForm) {
   EXPECT_TRUE(strstr(check(psk("missing-psk.txt")).cStr(), "--link-psk"));
 }
 
+TEST_F(TlsLinkTest, EnvSecretsAreGoneFromTheEnvironmentOnceRead) {
+  // --link-psk env:NAME, on both sides.
+  for (auto role : {TlsLink::Role::CLIENT, TlsLink::Role::SERVER}) {
+    setenv("TLSTAP_TEST_LINK_PSK", "0123456789abcdef0123456789abcdef\n", 1);
+    TlsLinkOptions options;
+    options.psk = kj::str("env:TLSTAP_TEST_LINK_PSK");
+    EXPECT_EQ(loadError(options, role), "loaded");
+    EXPECT_EQ(getenv("TLSTAP_TEST_LINK_PSK"), nullptr);
+  }
+  setenv("TLSTAP_TEST_LINK_PSK", "short", 1);
+  TlsLinkOptions shortKey;
+  shortKey.psk = kj::str("env:TLSTAP_TEST_LINK_PSK");
+  auto error = loadError(shortKey, TlsLink::Role::CLIENT);
+  EXPECT_TRUE(error.startsWith("--link-psk: the key has 5 bytes")) << error.cStr();
+  EXPECT_EQ(getenv("TLSTAP_TEST_LINK_PSK"), nullptr);
+
+  // --link-cert FILE:env:NAME: right, then wrong.
+  auto withPassword = [&](kj::StringPtr value) {
+    setenv("TLSTAP_TEST_LINK_PW", value.cStr(), 1);
+    auto options = certWithCa("ca-front.pem", "ca.pem");
+    options.cert = kj::str(path("front.p12"), ":env:TLSTAP_TEST_LINK_PW");
+    auto result = loadError(options, TlsLink::Role::CLIENT);
+    EXPECT_EQ(getenv("TLSTAP_TEST_LINK_PW"), nullptr) << value.cStr();
+    return result;
+  };
+  EXPECT_EQ(withPassword("secret"), "loaded");
+  EXPECT_EQ(withPassword("wrong"),
+            kj::str("--link-cert: '", path("front.p12"), "': wrong password"));
+}
+
+TEST_F(TlsLinkTest, WipeSecretsLeavesNoLiteralBehind) {
+  TlsLinkOptions options;
+  options.cert = kj::str(path("front.p12"), ":secret");
+  options.psk = kj::str("0123456789abcdef0123456789abcdef");
+  size_t certSize = KJ_ASSERT_NONNULL(options.cert).size();
+  options.wipeSecrets();
+  auto& cert = KJ_ASSERT_NONNULL(options.cert);
+  auto& psk = KJ_ASSERT_NONNULL(options.psk);
+  EXPECT_EQ(cert.size(), certSize);
+  EXPECT_EQ(memchr(cert.begin(), 's', cert.size()), nullptr);
+  EXPECT_EQ(memchr(psk.begin(), '0', psk.size()), nullptr);
+}
+
 TEST(TlsLinkOptions, Combinations) {
   kj::String parsed;
   EXPECT_EQ(parsePin("sha256:" + std::string(64, 'A'), parsed), nullptr);
@@ -353,7 +441,7 @@ TEST(TlsLinkOptions, Combinations) {
   options.ca = kj::str("ca.pem");
   EXPECT_EQ(checkTlsLinkOptions(options), nullptr);
   options.pins.add(kj::heapString(std::string(64, 'a').c_str()));
-  EXPECT_TRUE(KJ_ASSERT_NONNULL(checkTlsLinkOptions(options)).startsWith("--link-ca and"));
+  EXPECT_EQ(checkTlsLinkOptions(options), nullptr);  // both must hold
   options.cert = nullptr;
   EXPECT_TRUE(KJ_ASSERT_NONNULL(checkTlsLinkOptions(options)).startsWith("--link-ca: needs"));
 }

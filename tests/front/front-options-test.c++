@@ -109,13 +109,15 @@ TEST(FrontOptions, EveryOptionIsStored) {
                 "-x", "/tmp/ca.der", "--certhttp", "8080", "--cn", "Test CA", "--cadir",
                 "/var/lib/tlstap", "-o", "/var/log/tlstap", "--pcapoverip", "57012",
                 "--pcapoverip", "[::1]:57013", "--pcapoveripconnect", "arkime.internal:57012",
-                "--autoflush", "5", "--recorder-down", "pass", "--backend-ca", "/k/ca.pem",
+                "--autoflush", "5", "--recorder-down", "pass", "--link-timeout", "9", "--backend-ca",
+                "/k/ca.pem",
                 "--insecure", "--dns", "192.0.2.53", "--max-connections", "500",
                 "--handshake-timeout", "3", "--idle-timeout", "60", "--threads", "4", "--user",
                 "tlstap", "--retain-hours", "72", "--max-bytes", "20G", "--stats-interval", "0",
                 "-v");
   EXPECT_EQ(o.ports.size(), 1u);
   EXPECT_TRUE(o.terminate);
+  EXPECT_EQ(o.linkTimeoutSeconds, 9u);
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.connectHost).cStr(), "backend.internal");
   EXPECT_STREQ(KJ_ASSERT_NONNULL(o.noSni).cStr(), "default.example");
   ASSERT_EQ(o.serverCerts.size(), 2u);
@@ -201,6 +203,9 @@ TEST(FrontOptions, BadValuesNameTheOption) {
   EXPECT_ERROR("--recorder: 'unix:': empty socket path", "--recorder", "unix:");
   EXPECT_ERROR("--recorder: 'recorder': expected HOST:PORT", "--recorder", "recorder");
   EXPECT_ERROR("--recorder-down: 'drop': expected block or pass", "--recorder-down", "drop");
+  EXPECT_ERROR("--link-timeout: '1' is not a number of seconds (2-3600)", "--link-timeout", "1");
+  EXPECT_ERROR("--link-timeout: 'soon' is not a number of seconds (2-3600)", "--link-timeout",
+               "soon");
   EXPECT_ERROR("--dns: 'resolver' is not an IP address with an optional port (IP[:PORT], "
                "[IPv6]:PORT)", "--dns", "resolver");
   EXPECT_ERROR("--dns: 'dns.example:53' is not an IP address with an optional port (IP[:PORT], "
@@ -235,7 +240,7 @@ TEST(FrontOptions, HelpListsEveryOption) {
   for (auto option : {"-p [IP,]LISTEN", "--terminate", "--connect", "--nosni", "--servercert",
                       "--cacert", "-x FILE", "--certhttp", "--cn", "--cadir", "-o DIR",
                       "-w FILE", "--pcapoverip ", "--pcapoveripconnect", "--autoflush",
-                      "--recorder ", "--link-psk", "--recorder-down", "--backend-ca",
+                      "--recorder ", "--link-psk", "--link-timeout", "--recorder-down", "--backend-ca",
                       "--insecure", "--dns", "--max-connections", "--handshake-timeout",
                       "--idle-timeout", "--threads", "--user", "--config", "--retain-hours",
                       "--max-bytes", "--stats-interval", "-v"}) {

@@ -51,11 +51,15 @@ struct FlowSeen {
   }
 };
 
-// What the fake recorder saw, and a switch that makes its data() calls hang (a stalled recorder).
+// What the fake recorder saw, and switches that make its data() calls hang (a stalled recorder,
+// e.g. on a full disk) or its ping() calls too (a hung recorder or a cut network).
 struct RecorderLog {
   kj::Vector<kj::Own<FlowSeen>> flows;
   bool paused = false;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> stalled;
+  bool silent = false;
+  uint pings = 0;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> unansweredPings;
 
   void resume() {
     paused = false;
@@ -124,6 +128,14 @@ protected:
     context.getResults().setFlow(kj::heap<FakeFlow>(log, *seen));
     log.flows.add(kj::mv(seen));
     return kj::READY_NOW;
+  }
+
+  kj::Promise<void> ping(PingContext) override {
+    ++log.pings;
+    if (!log.silent) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    log.unansweredPings.add(kj::mv(paf.fulfiller));
+    return kj::mv(paf.promise);
   }
 
 private:
@@ -554,6 +566,68 @@ TEST_F(RecorderClientTest, ReconnectResendsWhatWasNotAcknowledgedAndNothingElse)
   EXPECT_EQ(countOf(output, "recorder link to the test recorder lost"), 2u) << output.cStr();
   EXPECT_EQ(countOf(output, "restored after"), 2u) << output.cStr();
   EXPECT_EQ(countOf(output, "the test recorder is down"), 1u) << output.cStr();
+}
+
+// A recorder that stops answering anything (hung, or the network between is cut while TCP still
+// waits) is given up after --link-timeout: the front reconnects and resends what it did not
+// answer, instead of waiting for TCP to give up.
+TEST_F(RecorderClientTest, ASilentRecorderIsGivenUpAfterTheLinkTimeout) {
+  RecorderLimits limits;
+  limits.linkTimeout = 300 * kj::MILLISECONDS;
+  connectAndWait(limits);
+  auto flow = client->openFlow(info("192.0.2.1:40000", "198.51.100.7:443"));
+  auto first = pattern(5000, 1);
+  flow->append(Side::CLIENT, 2000, first);
+  ASSERT_TRUE(runUntil([&]() { return client->counters().bytesWaiting == 0; }));
+  testing::internal::CaptureStderr();
+  log.silent = true;
+  log.paused = true;
+  auto second = pattern(7000, 2);
+  flow->append(Side::SERVER, 2001, second);
+  auto silentSince = kj::systemPreciseMonotonicClock().now();
+  bool gaveUp = runUntil([&]() { return links == 2; }, 3000);
+  auto silentFor = kj::systemPreciseMonotonicClock().now() - silentSince;
+  log.silent = false;
+  log.paused = false;
+  log.unansweredPings.clear();
+  log.stalled.clear();
+  ASSERT_TRUE(gaveUp);
+  // The first unanswered ping goes out within a third of the timeout, and is given up after it.
+  EXPECT_GE(silentFor, limits.linkTimeout);
+  EXPECT_LT(silentFor, limits.linkTimeout * 2);
+  flow->close(2002, nullptr);
+  bool closed = runUntil([&]() { return closedAndAcknowledged(40000); });
+  auto output = kj::str(testing::internal::GetCapturedStderr().c_str());
+  ASSERT_TRUE(closed) << output.cStr();
+  auto got = reassemble(log, 40000);
+  EXPECT_TRUE(got.from(Side::CLIENT) == first.asPtr());
+  EXPECT_TRUE(got.from(Side::SERVER) == second.asPtr());
+  EXPECT_EQ(client->counters().bytesLost, 0u);
+  EXPECT_EQ(client->counters().linksLost, 1u);
+  EXPECT_EQ(countOf(output, "lost (no answer to a ping for 300 ms (--link-timeout))"), 1u)
+      << output.cStr();
+}
+
+// A recorder that holds its answers to data (its disk is full: backpressure) but answers pings is
+// alive: the link stays.
+TEST_F(RecorderClientTest, ARecorderHoldingDataAnswersIsNotGivenUp) {
+  RecorderLimits limits;
+  limits.linkTimeout = 150 * kj::MILLISECONDS;
+  connectAndWait(limits);
+  auto flow = client->openFlow(info("192.0.2.1:40000", "198.51.100.7:443"));
+  log.paused = true;
+  auto bytes = pattern(9000, 3);
+  flow->append(Side::SERVER, 2000, bytes);
+  uint pingsBefore = log.pings;
+  runFor(1000);  // more than six timeouts
+  EXPECT_GE(log.pings - pingsBefore, 5u);
+  EXPECT_EQ(links, 1u);
+  EXPECT_GT(client->counters().bytesWaiting, 0u);
+  log.resume();
+  flow->close(2001, nullptr);
+  ASSERT_TRUE(runUntil([&]() { return closedAndAcknowledged(40000); }));
+  EXPECT_TRUE(reassemble(log, 40000).from(Side::SERVER) == bytes.asPtr());
+  EXPECT_EQ(client->counters().linksLost, 0u);
 }
 
 // --recorder-down block: past its bound a flow stays full() until the recorder is back; then

@@ -207,6 +207,18 @@ TEST_F(RootCaTest, BadCacertIsOneClearError) {
   }
 }
 
+TEST_F(RootCaTest, EnvPasswordIsGoneFromTheEnvironmentOnceRead) {
+  setenv("TLSTAP_TEST_CA_PW", "secret\n", 1);
+  EXPECT_EQ(loadCaCert(kj::str("load:", path("rsa-ca.p12"), ":env:TLSTAP_TEST_CA_PW")), "");
+  EXPECT_EQ(getenv("TLSTAP_TEST_CA_PW"), nullptr);
+
+  // A wrong one is still one line naming the option, and is gone as well.
+  setenv("TLSTAP_TEST_CA_PW", "wrong", 1);
+  EXPECT_EQ(loadCaCert(kj::str("load:", path("rsa-ca.p12"), ":env:TLSTAP_TEST_CA_PW")),
+            kj::str("--cacert: '", path("rsa-ca.p12"), "': wrong password for the PKCS#12 file"));
+  EXPECT_EQ(getenv("TLSTAP_TEST_CA_PW"), nullptr);
+}
+
 class ScopedEnv {
 public:
   ScopedEnv(const char* name, const char* value) : name(name) {

@@ -1,9 +1,12 @@
 // The front's TCP/TLS recorder link source on the libevent loop: refused at creation off
 // loopback without TLS, a clear error when nothing listens, and an authenticated stream when a
-// recorder (a TlsLink server on a loopback socket) answers.
+// recorder (a TlsLink server on a loopback socket) answers, whose socket is bounded by
+// --link-timeout.
 #include "front/tls-link-source.h"
 
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +19,9 @@
 
 namespace tlstap {
 namespace {
+
+// --link-timeout: how long the kernel keeps a link whose peer is unreachable.
+constexpr auto SILENCE = 12 * kj::SECONDS;
 
 // Freed after everything that runs on it.
 struct OwnedEventBase {
@@ -48,7 +54,8 @@ protected:
 
   kj::String createError(kj::StringPtr hostPort, const TlsLinkOptions& options) {
     kj::Own<TlsLinkSource> source;
-    KJ_IF_MAYBE(error, TlsLinkSource::create(base, kj.timer(), hostPort, options, source)) {
+    KJ_IF_MAYBE(error,
+                TlsLinkSource::create(base, kj.timer(), hostPort, options, SILENCE, source)) {
       return kj::mv(*error);
     }
     return kj::str("created");
@@ -85,7 +92,8 @@ TEST_F(TlsLinkSourceTest, NothingListeningIsAOneLineError) {
   uint16_t port;
   { auto closed = listen(port); }  // a port that nothing listens on any more
   kj::Own<TlsLinkSource> source;
-  ASSERT_EQ(TlsLinkSource::create(base, kj.timer(), kj::str("127.0.0.1:", port), psk(), source),
+  ASSERT_EQ(TlsLinkSource::create(base, kj.timer(), kj::str("127.0.0.1:", port), psk(), SILENCE,
+                                  source),
             nullptr);
   auto exception = kj::runCatchingExceptions([&]() { source->connect().wait(kj.waitScope()); });
   auto& e = KJ_ASSERT_NONNULL(exception);
@@ -99,7 +107,8 @@ TEST_F(TlsLinkSourceTest, ConnectsAndAuthenticatesWithARecorder) {
   kj::Own<TlsLink> server;
   ASSERT_EQ(TlsLink::load(psk(), TlsLink::Role::SERVER, server), nullptr);
   kj::Own<TlsLinkSource> source;
-  ASSERT_EQ(TlsLinkSource::create(base, kj.timer(), kj::str("127.0.0.1:", port), psk(), source),
+  ASSERT_EQ(TlsLinkSource::create(base, kj.timer(), kj::str("127.0.0.1:", port), psk(), SILENCE,
+                                  source),
             nullptr);
 
   auto connecting = source->connect().eagerlyEvaluate(nullptr);
@@ -119,6 +128,20 @@ TEST_F(TlsLinkSourceTest, ConnectsAndAuthenticatesWithARecorder) {
   char buffer[4];
   EXPECT_EQ(recorder->tryRead(buffer, 4, 4).wait(kj.waitScope()), 4u);
   EXPECT_EQ(kj::StringPtr(buffer, 4), "flow");
+
+  // The front's socket gives up a peer that is unreachable for SILENCE: keepalive probes from
+  // half of it (then 3 probes a sixth apart), and unacknowledged data for no longer than it.
+  auto option = [&](int level, int name) {
+    int value = -1;
+    uint length = sizeof(value);
+    front->getsockopt(level, name, &value, &length);
+    return value;
+  };
+  EXPECT_EQ(option(SOL_SOCKET, SO_KEEPALIVE), 1);
+  EXPECT_EQ(option(IPPROTO_TCP, TCP_KEEPIDLE), 6);
+  EXPECT_EQ(option(IPPROTO_TCP, TCP_KEEPINTVL), 2);
+  EXPECT_EQ(option(IPPROTO_TCP, TCP_KEEPCNT), 3);
+  EXPECT_EQ(option(IPPROTO_TCP, TCP_USER_TIMEOUT), 12000);
 }
 
 }  // namespace

@@ -185,6 +185,16 @@ make_signed_cert() {
   cat "$WORK/$name.pem" "$WORK/$name.key" > "$WORK/$name-bundle.pem"
 }
 
+# make_reencrypt_certs NAME: the certificates of a re-encryption test: "site", the front's
+# certificate for NAME (make_cert), a test CA "backend-ca" ($WORK/backend-ca.pem, for
+# --backend-ca) and "backend", the backend's certificate signed by it, naming only NAME: it
+# verifies only if the front checks (and sends) the client's name, not the --connect address.
+make_reencrypt_certs() {
+  make_cert site "$1"
+  make_ca backend-ca "tlstap test backend CA"
+  make_signed_cert backend backend-ca "$1"
+}
+
 # The subject of the certificate a TLS server on 127.0.0.1:PORT sends for SNI NAME (no SNI when
 # NAME is empty), e.g. "subject=CN = www.example.com"; empty when the handshake fails.
 served_subject() {
@@ -329,6 +339,14 @@ EOF
   wait_port "$port"
 }
 
+# start_tls_echo_backend NAME: make_reencrypt_certs NAME, and a TLS echo backend with the
+# "backend" certificate on a free port, BACKEND_PORT.
+start_tls_echo_backend() {
+  make_reencrypt_certs "$1"
+  BACKEND_PORT=$(free_port)
+  start_backend echo "$BACKEND_PORT" backend
+}
+
 # --- tlstap-recorder and tlstap-front ---------------------------------------------------------
 
 # start_recorder LOG ARGS...: an external tlstap-recorder (e.g. --listen unix:PATH -w FILE);
@@ -381,6 +399,15 @@ start_front() {
 
 front_alive() {
   process_alive "$FRONT_PID" || fail "tlstap-front died: $(tail -n 5 "$1" 2> /dev/null)"
+}
+
+# expect_quiet_front LOG [PATTERN]: tlstap-front is alive and LOG has no line matching the
+# extended regex PATTERN (by default, any line about a client connection that went wrong).
+expect_quiet_front() {
+  local log=$1 pattern=${2:-': (error|warning|info): client'}
+  front_alive "$log"
+  [[ $(count_lines "$log" "$pattern") == 0 ]] ||
+    fail "problems in the front's log: $(grep -m5 -E -- "$pattern" "$log")"
 }
 
 # stop_front: SIGTERM; tlstap-front must exit 0 within 20 s.
@@ -569,6 +596,16 @@ print("check_flows: %d streams, %d expected, %d problems" % (len(streams), len(e
                                                              len(problems)))
 sys.exit(1 if problems else 0)
 EOF
+}
+
+# expect_clean_capture PCAP [EXPECTED]: tshark finds no TCP analysis problem in PCAP and, given
+# EXPECTED, check_flows finds exactly the flows it lists, with their bytes and endings.
+expect_clean_capture() {
+  local pcap=$1 expected=${2:-} problems
+  problems=$(tcp_problem_frames "$pcap")
+  [[ $problems == 0 ]] || fail "$problems frames with tcp.analysis.flags in $pcap"
+  [[ -z $expected ]] || check_flows "$pcap" "$expected" ||
+    fail "the capture $pcap differs from what was relayed"
 }
 
 # --- the set-up of a test ---------------------------------------------------------------------

@@ -53,13 +53,13 @@ for field in connections_accepted=2 connections_refused=1 flows_open=0 \
   [[ " $front " == *" $field "* ]] || fail "front counters lack $field: $front"
 done
 for field in flows_open=0 flows_total=1 "payload_bytes_closed_flows=$((sent + received))" \
-  packets_lost=0 bytes_lost=0 files_written=1; do
+  packets_lost=0 frame_bytes_lost=0 files_written=1; do
   [[ " $recorder " == *" $field "* ]] || fail "recorder counters lack $field: $recorder"
 done
 # The recorder's file bytes: its header plus a record per packet, more than the payload.
 bytes=$(stat -c %s "$WORK"/captures/*.pcap)
-[[ " $recorder " == *" bytes_recorded=$bytes "* ]] ||
-  fail "recorder bytes_recorded is not the file size $bytes: $recorder"
+[[ " $recorder " == *" file_bytes_written=$bytes "* ]] ||
+  fail "recorder file_bytes_written is not the file size $bytes: $recorder"
 
 # Periodic lines from both programs without a signal.
 before=$(count_lines "$WORK/front.log" 'tlstap-front: info: stats:')

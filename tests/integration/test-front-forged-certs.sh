@@ -127,8 +127,16 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/lab-ca.key" -out "$WORK
 echo "lab-secret" > "$WORK/lab.pw"
 openssl pkcs12 -export -in "$WORK/lab-ca.pem" -inkey "$WORK/lab-ca.key" -out "$WORK/lab-ca.p12" \
   -passout "file:$WORK/lab.pw" || fail "openssl: lab CA PKCS#12"
+# Its password from the environment (env:NAME), which the front overwrites once read: the front's
+# /proc/PID/environ (the environment it was started with) no longer shows it.
+export TLSTAP_LAB_PW=lab-secret
 start_front "$WORK/front4.log" "$PORT" "${FRONT_ARGS[@]}" \
-  --cacert "load:$WORK/lab-ca.p12:file:$WORK/lab.pw" -x "$WORK/lab-export.der"
+  --cacert "load:$WORK/lab-ca.p12:env:TLSTAP_LAB_PW" -x "$WORK/lab-export.der"
+unset TLSTAP_LAB_PW
+grep -q "TLSTAP_LAB_PW=" "/proc/$FRONT_PID/environ" ||
+  fail "the front was not started with TLSTAP_LAB_PW in its environment"
+grep -q "lab-secret" "/proc/$FRONT_PID/environ" &&
+  fail "the --cacert password is still in the front's environment"
 openssl x509 -in "$WORK/lab-ca.pem" -outform DER -out "$WORK/lab-ca.der"
 cmp -s "$WORK/lab-ca.der" "$WORK/lab-export.der" || fail "-x did not export the --cacert CA"
 [[ $(fetch "$WORK/lab-ca.pem" www.forged.test) == "hello from the backend" ]] ||

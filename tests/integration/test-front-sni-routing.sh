@@ -6,7 +6,7 @@
 # backend's certificate must name the routed host. Bad --dns uses stop start-up.
 # NXDOMAIN, names that are no DNS host names, an IP address as SNI, a name that points back at
 # the front and a DNS server that does not answer each get a TLS alert and one log line, and the
-# front serves on. The capture shows each resolved upstream as the server, on port PCAPPORT,
+# front serves on, and with forged certificates none is forged for them. The capture shows each resolved upstream as the server, on port PCAPPORT,
 # with no TCP analysis problems.
 . "$(dirname "$0")/lib.sh"
 require_tools curl openssl tshark python3 ss
@@ -155,6 +155,37 @@ stop_front
 servers=$(tshark -r "$WORK/tls.pcap" -n -Y "tcp.flags.syn == 1 && tcp.flags.ack == 0" -T fields \
   -e ip.dst -e tcp.dstport 2> /dev/null | tr '\t' ' ')
 [[ $servers == "127.0.0.4 $PCAP_PORT" ]] || fail "re-encrypted capture's server: '$servers'"
+FRONT_PID=$MAIN_FRONT_PID
+
+# Forged certificates (no --servercert): a name is forged for only once its backend is reached,
+# so the names refused above cost no signature; a routed name gets one, and curl trusts it with
+# the exported root CA.
+FORGE_PORT=$(free_port)
+MAIN_FRONT_PID=$FRONT_PID
+start_front "$WORK/front-forge.log" "$FORGE_PORT" --terminate --dns "127.0.0.1:$DNS_PORT" \
+  -x "$WORK/root-ca.der" -w "$WORK/forge.pcap" -p "127.0.0.1,$FORGE_PORT,$PCAP_PORT,$BACKEND_PORT"
+# forged_count: certificates_forged from a counters line asked for with SIGUSR1.
+forged_count() {
+  local before
+  before=$(count_lines "$WORK/front-forge.log" "stats: ")
+  kill -USR1 "$FRONT_PID"
+  wait_for 5 "the counters line" more_than "$WORK/front-forge.log" "stats: " "$before"
+  sed -n 's/.*stats: .*certificates_forged=\([0-9]*\).*/\1/p' "$WORK/front-forge.log" | tail -n 1
+}
+more_than() { (($(count_lines "$1" "$2") > $3)); }
+expect_alert "$FORGE_PORT" nx.test 112
+expect_alert "$FORGE_PORT" under_score.test 112
+expect_alert "$FORGE_PORT" 1.2.3.4 112
+forged=$(forged_count)
+[[ $forged == 0 ]] || fail "refused names were forged certificates: certificates_forged=$forged"
+openssl x509 -inform der -in "$WORK/root-ca.der" -out "$WORK/root-ca.pem"
+got=$(curl -sS --max-time 20 --cacert "$WORK/root-ca.pem" \
+  --resolve "alpha.test:$FORGE_PORT:127.0.0.1" "https://alpha.test:$FORGE_PORT/") ||
+  fail "curl for alpha.test with a forged certificate failed"
+[[ $got == "this is the alpha backend" ]] || fail "alpha.test (forged) answered '$got'"
+forged=$(forged_count)
+[[ $forged == 1 ]] || fail "one routed name: certificates_forged=$forged"
+stop_front
 FRONT_PID=$MAIN_FRONT_PID
 
 # A DNS server that never answers: the lookup gives up within half the handshake timeout.

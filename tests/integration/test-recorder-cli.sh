@@ -124,12 +124,24 @@ expect_usage_error "--retain-hours" --listen "$socket" -w "$WORK/all.pcap" --ret
 expect_usage_error "--max-bytes" --listen "$socket" -o "$WORK/out" --max-bytes 10X
 expect_usage_error "--max-bytes" --listen "$socket" -o "$WORK/out" --max-bytes 0
 expect_usage_error "--stats-interval" --listen "$socket" -o "$WORK/out" --stats-interval -5
+expect_usage_error "--link-timeout" --listen "$socket" -o "$WORK/out" --link-timeout 0
+# A --pcapoveripconnect name is resolved at start-up. The lookup runs in a network namespace of
+# its own, where no interface is up, so the resolver's query cannot leave this machine.
+RECORDER_OUTSIDE=$RECORDER
+RECORDER=$WORK/recorder-without-network
+printf '#!/bin/sh\nexec unshare --net "%s" "$@"\n' "$RECORDER_OUTSIDE" > "$RECORDER"
+chmod +x "$RECORDER"
+expect_usage_error "--pcapoveripconnect" --listen "$socket" -o "$WORK/out" \
+  --pcapoveripconnect no-such-host.invalid:57012
+grep -q "cannot resolve 'no-such-host.invalid" "$WORK/stderr" ||
+  fail "the unresolvable --pcapoveripconnect line: $(cat "$WORK/stderr")"
+RECORDER=$RECORDER_OUTSIDE
 
 status=0
 "$RECORDER" --help > "$WORK/help" 2> "$WORK/stderr" || status=$?
 [[ $status == 0 ]] || fail "--help: exit status $status"
 for option in --listen -o -w --pcapoverip --pcapoveripconnect --autoflush --retain-hours \
-  --max-bytes --stats-interval; do
+  --max-bytes --stats-interval --link-timeout; do
   grep -qe "$option " "$WORK/help" || fail "--help does not mention $option"
 done
 echo "ok: --help"

@@ -113,7 +113,7 @@ relayed=$(awk '{up += $2} END {print up}' "$WORK/expected")
 [[ $front_stats == *" bytes_server_to_client=$relayed "* ]] ||
   fail "front counters do not show $relayed bytes echoed: $front_stats"
 [[ $front_stats == *" bytes_lost=0"* ]] || fail "front counters show a loss: $front_stats"
-[[ $recorder_stats == *" packets_lost=0 bytes_lost=0 "* ]] ||
+[[ $recorder_stats == *" packets_lost=0 frame_bytes_lost=0 "* ]] ||
   fail "recorder counters show a loss: $recorder_stats"
 [[ $recorder_stats == *" payload_bytes_closed_flows=$((2 * relayed)) "* ]] ||
   fail "recorder counters do not show $((2 * relayed)) payload bytes: $recorder_stats"

@@ -9,7 +9,8 @@ source "$(dirname "$0")/recorder-lib.sh"
 SEED=${TLSTAP_SEED:-4242}
 echo "seed $SEED"
 
-# The --pcapoveripconnect target listens first, on a port of its own choosing.
+# The --pcapoveripconnect target listens first, on a port of its own choosing. The recorder is
+# given it by name (localhost): resolved at start-up, it is still reached after lock-down.
 spawn "$WORK/listen.log" "${CHECK[@]}" listen --out "$WORK/connected.pcap" \
   --ready "$WORK/listen.ready" --connected "$WORK/listen.connected"
 wait_for 10 "the --pcapoveripconnect listener" test -s "$WORK/listen.ready"
@@ -17,7 +18,7 @@ listen_port=$(cat "$WORK/listen.ready")
 serve_port=$("${CHECK[@]}" free-port)
 
 start_recorder "$WORK/recorder.log" --listen "unix:$WORK/recorder.sock" -w "$WORK/all.pcap" \
-  --pcapoverip "127.0.0.1:$serve_port" --pcapoveripconnect "127.0.0.1:$listen_port"
+  --pcapoverip "127.0.0.1:$serve_port" --pcapoveripconnect "localhost:$listen_port"
 grep -q "serving PCAP-over-IP on 127.0.0.1:$serve_port" "$WORK/recorder.log" ||
   fail "no 'serving PCAP-over-IP on 127.0.0.1:$serve_port' in the log"
 wait_for 10 "the recorder to connect to the listener" test -s "$WORK/listen.connected"

@@ -51,7 +51,7 @@ std::string asString(const std::vector<uint8_t>& bytes) {
 TEST(LinkServer, ViolationEndsOneFlowOnlyAndOthersAreComplete) {
   auto io = kj::setupAsyncIo();
   test::CapturingSink sink;
-  RecorderCounters counters;
+  FlowCounters counters;
   LinkServer server(sink, counters);
   auto pipe = io.provider->newTwoWayPipe();
   auto serving = server.serve(kj::mv(pipe.ends[0]), kj::str("test pipe"));
@@ -97,7 +97,7 @@ TEST(LinkServer, ViolationEndsOneFlowOnlyAndOthersAreComplete) {
 TEST(LinkServer, GarbageOnTheLinkEndsThatConnectionOnly) {
   auto io = kj::setupAsyncIo();
   test::CapturingSink sink;
-  RecorderCounters counters;
+  FlowCounters counters;
   LinkServer server(sink, counters);
   auto pipe = io.provider->newTwoWayPipe();
   auto serving = server.serve(kj::mv(pipe.ends[0]), kj::str("garbage pipe"));
@@ -132,7 +132,7 @@ public:
 TEST(LinkServer, DataCallReturnsOnlyOnceTheSinkHasWrittenIt) {
   auto io = kj::setupAsyncIo();
   HeldSink sink;
-  RecorderCounters counters;
+  FlowCounters counters;
   LinkServer server(sink, counters);
   auto pipe = io.provider->newTwoWayPipe();
   auto serving = server.serve(kj::mv(pipe.ends[0]), kj::str("test pipe"));
@@ -170,7 +170,7 @@ TEST(LinkServer, DataCallReturnsOnlyOnceTheSinkHasWrittenIt) {
 void connectOverUnixSocket(bool allowed) {
   auto io = kj::setupAsyncIo();
   test::CapturingSink sink;
-  RecorderCounters counters;
+  FlowCounters counters;
   LinkServer server(sink, counters);
   uid_t me = getuid();
   server.allowPeers(kj::heapArray<uid_t>({allowed ? me : me + 1}));
