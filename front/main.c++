@@ -16,6 +16,7 @@
 #include "common/event-port.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/startup-signals.h"
 #include "common/stats.h"
 #include "front/backend-connector.h"
 #include "front/backend-tls.h"
@@ -440,6 +441,9 @@ int run(int argc, char** argv) {
   Acceptor acceptor(worker, kj::mv(listeners));
   Shutdown shutdown(kj, acceptor, worker, recorderRef);
   CountersLog countersLog(kj, worker, recorderRef, options.statsIntervalSeconds);
+  // The handlers are in place: a SIGTERM, SIGINT or SIGUSR1 held since main() began is
+  // delivered now and handled by the loop like any later one.
+  releaseStartupSignals();
   acceptor.start();
   kj::Maybe<kj::Own<CaHttpServer>> caHttp;
   if (options.certHttpPort != nullptr) {
@@ -500,6 +504,8 @@ int run(int argc, char** argv) {
 }  // namespace tlstap
 
 int main(int argc, char** argv) {
+  // Until the loop's handlers exist, a stop signal waits instead of killing the process.
+  tlstap::holdStartupSignals();
   int status = 1;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { status = tlstap::run(argc, argv); })) {
     tlstap::logError(exception->getDescription());

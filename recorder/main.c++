@@ -10,6 +10,7 @@
 
 #include "common/listen-socket.h"
 #include "common/log.h"
+#include "common/startup-signals.h"
 #include "common/stats.h"
 #include "common/supervisor-protocol.h"
 #include "recorder/link-server.h"
@@ -366,6 +367,9 @@ int run(int argc, char** argv) {
 }  // namespace tlstap
 
 int main(int argc, char** argv) {
+  // A stop signal during start-up waits for the event loop (KJ reads it from a signalfd) instead
+  // of killing the process; the supervisor reads SIGUSR1 from its own signalfd.
+  tlstap::holdStartupSignals();
   // The supervisor mode is chosen by the first argument only, before any option parsing: it
   // passes the rest to each recorder it starts.
   if (argc >= 2 && kj::StringPtr(argv[1]) == tlstap::supervisor::MODE_OPTION) {

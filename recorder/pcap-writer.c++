@@ -72,14 +72,25 @@ size_t wholeRecordPrefix(kj::ArrayPtr<const kj::byte> records, size_t limit) {
 
 kj::String mib(size_t bytes) { return kj::str((bytes + (1 << 19)) >> 20, " MiB"); }
 
+// Errors that waiting can cure: the disk or the quota is full, or a file size limit was reached
+// (which the writer meets like a full disk). At start-up these do not stop the recorder: it
+// waits for space as it does when the disk fills while it runs. Anything else when a file is
+// created (a missing directory, a permission, a read-only file system) is a configuration error.
+bool waitsForSpace(int error) { return error == ENOSPC || error == EDQUOT || error == EFBIG; }
+
 }  // namespace
 
 // An open pcap file and its size, which always ends at a whole record: a write that fails part
-// way is cut back off.
+// way is cut back off. The global header is written by start(), which -w FILE on a full disk
+// retries until it succeeds.
 class PcapFile {
 public:
-  // Takes the fd and writes the global header. Throws "cannot create NAME: reason".
-  PcapFile(kj::AutoCloseFd fd, kj::String name) : fd(kj::mv(fd)), name(kj::mv(name)) {
+  PcapFile(kj::AutoCloseFd fd, kj::String name) : fd(kj::mv(fd)), name(kj::mv(name)) {}
+  KJ_DISALLOW_COPY(PcapFile);
+
+  // Writes the global header unless it is there. Returns 0 or the errno.
+  int start() {
+    if (size > 0) return 0;
     kj::byte header[24];
     put32(header, 0xa1b2c3d4);  // microsecond timestamps
     put16(header + 4, 2);
@@ -88,13 +99,26 @@ public:
     put32(header + 12, 0);  // sigfigs
     put32(header + 16, SNAPLEN);
     put32(header + 20, LINKTYPE_ETHERNET);
-    int error = append(header);
-    if (error != 0) throwOneLine(kj::str("cannot create ", this->name, ": ", strerror(error)));
+    return write(header);
   }
-  KJ_DISALLOW_COPY(PcapFile);
 
-  // Writes all of `data` or none of it. Returns 0 or the errno.
+  bool started() const { return size > 0; }
+
+  // Writes all of `data` or none of it, after the header. Returns 0 or the errno.
   int append(kj::ArrayPtr<const kj::byte> data) {
+    KJ_REQUIRE(started(), "records before the pcap header");
+    return write(data);
+  }
+
+  kj::StringPtr path() const { return name; }
+  uint64_t bytes() const { return size; }
+
+private:
+  kj::AutoCloseFd fd;
+  kj::String name;
+  uint64_t size = 0;
+
+  int write(kj::ArrayPtr<const kj::byte> data) {
     size_t done = 0;
     while (done < data.size()) {
       ssize_t n = ::write(fd, data.begin() + done, data.size() - done);
@@ -115,14 +139,6 @@ public:
     size += data.size();
     return 0;
   }
-
-  kj::StringPtr path() const { return name; }
-  uint64_t bytes() const { return size; }
-
-private:
-  kj::AutoCloseFd fd;
-  kj::String name;
-  uint64_t size = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -132,11 +148,19 @@ PcapWriter::PcapWriter(Clock& clock, size_t pendingLimit)
 
 PcapWriter::~PcapWriter() noexcept(false) {}
 
-kj::Own<PcapFile> PcapWriter::createFile(kj::AutoCloseFd fd, kj::String path) {
+kj::Own<PcapFile> PcapWriter::createFile(kj::AutoCloseFd fd, kj::String path, int& error) {
   auto file = kj::heap<PcapFile>(kj::mv(fd), kj::mv(path));
-  stats.filesWritten++;
-  stats.bytesWritten += file->bytes();
+  error = startFile(*file);
   return file;
+}
+
+int PcapWriter::startFile(PcapFile& file) {
+  if (file.started()) return 0;
+  int error = file.start();
+  if (error != 0) return error;
+  stats.filesWritten++;
+  stats.bytesWritten += file.bytes();
+  return 0;
 }
 
 void PcapWriter::append(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame) {
@@ -175,10 +199,12 @@ void PcapWriter::writePacket(int64_t timeUs, kj::ArrayPtr<const kj::byte> frame)
 }
 
 int PcapWriter::writeInto(PcapFile& file) {
+  int error = startFile(file);
+  if (error != 0) return error;
   while (pendingBytes() > 0) {
     auto rest = pending.asPtr().slice(pendingStart, pending.size());
     size_t chunk = wholeRecordPrefix(rest, CHUNK_BYTES);
-    int error = file.append(rest.slice(0, chunk));
+    error = file.append(rest.slice(0, chunk));
     if (error != 0) return error;
     for (size_t at = 0; at < chunk; stats.packetsWritten++) {
       uint32_t caplen;
@@ -330,7 +356,14 @@ SinglePcapWriter::SinglePcapWriter(kj::StringPtr path, Clock& clock, size_t pend
     : PcapWriter(clock, pendingLimit) {
   int fd = ::open(path.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd < 0) throwOneLine(kj::str("cannot create ", path, ": ", strerror(errno)));
-  file = createFile(kj::AutoCloseFd(fd), kj::str(path));
+  int error;
+  file = createFile(kj::AutoCloseFd(fd), kj::str(path), error);
+  if (error == 0) return;
+  auto problem = kj::str("cannot write ", path, ": ", strerror(error));
+  if (!waitsForSpace(error)) throwOneLine(kj::mv(problem));
+  // The file exists and is this writer's; its header is written with the first packets once
+  // there is room (the recorder cannot create FILE again after its lock-down).
+  noteFailure(clock.nowUs(), kj::mv(problem));
 }
 
 SinglePcapWriter::~SinglePcapWriter() noexcept(false) { close(); }
@@ -379,7 +412,14 @@ RotatingPcapWriter::RotatingPcapWriter(kj::AutoCloseFd directory, kj::StringPtr 
     : PcapWriter(clock, pendingLimit), dirPath(kj::str(dir)), dirFd(kj::mv(directory)),
       retention(retention) {
   int64_t nowUs = clock.nowUs();
-  openFile(nowUs);
+  kj::String problem;
+  int error = openFile(nowUs, problem);
+  if (error != 0) {
+    if (!waitsForSpace(error)) throwOneLine(kj::mv(problem));
+    // A full disk at start-up is met like one that fills later: the file is created (and
+    // packets kept meanwhile) once there is room, tried every second.
+    noteFailure(nowUs, kj::mv(problem));
+  }
   applyRetention(nowUs);
 }
 
@@ -392,7 +432,7 @@ kj::StringPtr RotatingPcapWriter::currentFileName() const {
   return currentName;
 }
 
-void RotatingPcapWriter::openFile(int64_t nowUs) {
+int RotatingPcapWriter::openFile(int64_t nowUs, kj::String& problem) {
   hourStartUs = floorDiv(nowUs, HOUR_US) * HOUR_US;
   // O_EXCL: never append to or truncate a file that exists, e.g. from before a restart.
   const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
@@ -402,15 +442,22 @@ void RotatingPcapWriter::openFile(int64_t nowUs) {
     name = fileNameForTime(nowUs, n);
     fd = ::openat(dirFd, name.cStr(), flags, 0640);
   }
-  if (fd < 0) throwOneLine(kj::str("cannot create ", dirPath, "/", name, ": ", strerror(errno)));
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    file = createFile(kj::AutoCloseFd(fd), kj::str(dirPath, "/", name));
-  })) {
+  if (fd < 0) {
+    int error = errno;
+    problem = kj::str("cannot create ", dirPath, "/", name, ": ", strerror(error));
+    return error;
+  }
+  int error;
+  auto created = createFile(kj::AutoCloseFd(fd), kj::str(dirPath, "/", name), error);
+  if (error != 0) {
     // An empty or headerless file would only confuse readers and retention.
     ::unlinkat(dirFd, name.cStr(), 0);
-    kj::throwFatalException(kj::mv(*e));
+    problem = kj::str("cannot create ", dirPath, "/", name, ": ", strerror(error));
+    return error;
   }
+  file = kj::mv(created);
   currentName = kj::mv(name);
+  return 0;
 }
 
 kj::Maybe<PcapFile&> RotatingPcapWriter::fileFor(int64_t nowUs) {
@@ -421,8 +468,9 @@ kj::Maybe<PcapFile&> RotatingPcapWriter::fileFor(int64_t nowUs) {
     // A new hour: finish the old file (what is pending goes in first, if it can).
     closeFile(file);
   }
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { openFile(nowUs); })) {
-    noteFailure(nowUs, kj::str(e->getDescription()));
+  kj::String problem;
+  if (openFile(nowUs, problem) != 0) {
+    noteFailure(nowUs, kj::mv(problem));
     return nullptr;
   }
   applyRetention(nowUs);

@@ -107,7 +107,11 @@ protected:
   void closeFile(kj::Maybe<kj::Own<PcapFile>>& file);
   // A file could not be opened or written: logs `problem` once and retries a second later.
   void noteFailure(int64_t nowUs, kj::String problem);
-  kj::Own<PcapFile> createFile(kj::AutoCloseFd fd, kj::String path);
+  // Takes the fd and writes the pcap header; `error` is 0 or why the header could not be
+  // written (the file is returned either way).
+  kj::Own<PcapFile> createFile(kj::AutoCloseFd fd, kj::String path, int& error);
+  // Writes `file`'s header if it has none yet. Returns 0 or the errno.
+  int startFile(PcapFile& file);
 
   Clock& clock;
   PcapWriterCounters stats;
@@ -146,7 +150,10 @@ private:
 // earlier capture.
 class SinglePcapWriter final : public PcapWriter {
 public:
-  // Creates FILE and writes the pcap header. Throws kj::Exception "cannot create FILE: reason".
+  // Creates FILE and writes the pcap header. Throws kj::Exception "cannot create FILE: reason"
+  // (FILE exists, or its directory is missing or closed). On a full disk (ENOSPC, EDQUOT,
+  // EFBIG) FILE stays empty and the header is written with the first packets once there is
+  // room, as after any write error.
   explicit SinglePcapWriter(kj::StringPtr path, Clock& clock,
                             size_t pendingLimit = DEFAULT_PENDING_LIMIT);
   ~SinglePcapWriter() noexcept(false);
@@ -168,8 +175,9 @@ class RotatingPcapWriter final : public PcapWriter {
 public:
   // Opens DIR and creates the first file at once. Throws a one-line kj::Exception if DIR is
   // missing, not a directory or not writable ("cannot open directory DIR: reason" or
-  // "cannot create DIR/NAME: reason"). Applies `retention` at once, after each file closes and
-  // at least once a minute.
+  // "cannot create DIR/NAME: reason"). On a full disk (ENOSPC, EDQUOT, EFBIG) it does not throw:
+  // it starts as after a write error (writable() false) and creates the file once there is
+  // room. Applies `retention` at once, after each file closes and at least once a minute.
   RotatingPcapWriter(kj::StringPtr dir, Clock& clock, RetentionPolicy retention = {},
                      size_t pendingLimit = DEFAULT_PENDING_LIMIT);
   // The same with DIR already opened by openDirectory(): a recorder that drops privileges opens
@@ -203,8 +211,8 @@ private:
   kj::Maybe<PcapFile&> fileFor(int64_t nowUs) override;
   void fileClosed() override;
   void dropFile() override;
-  // Creates the file for `nowUs`; throws a one-line exception on failure.
-  void openFile(int64_t nowUs);
+  // Creates the file for `nowUs`. Returns 0, or the errno with a one-line `problem`.
+  int openFile(int64_t nowUs, kj::String& problem);
   void applyRetention(int64_t nowUs);
 
   kj::String dirPath;

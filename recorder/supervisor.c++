@@ -18,6 +18,8 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "common/supervisor-protocol.h"
+#include "recorder/recorder-options.h"
+#include "sandbox/lock-down.h"
 
 extern char** environ;
 
@@ -371,6 +373,36 @@ int Supervisor::exitStatus() const {
   return 1;
 }
 
+// The directories the recorders write in, opened O_PATH for the supervisor's Landlock rules:
+// -o DIR (or, while DIR does not exist, the directory the first recorder makes it in) and the
+// directory of -w FILE (where a recorder started again writes FILE-N). A path that cannot be
+// opened gets no rule: the recorder itself then refuses its options with the reason.
+kj::Vector<kj::AutoCloseFd> recorderWriteDirectories(kj::ArrayPtr<const kj::String> args) {
+  RecorderOptions options;
+  OptionParser parser(PROGRAM, "");
+  addRecorderOptions(parser, options);
+  kj::Vector<kj::StringPtr> view;
+  for (auto& arg : args.slice(1, args.size())) view.add(arg);
+  kj::Vector<kj::AutoCloseFd> dirs;
+  if (parser.parse(view) != nullptr) return dirs;  // the recorder says what is wrong
+  auto parentOf = [](kj::StringPtr path) -> kj::String {
+    KJ_IF_MAYBE(slash, path.findLast('/')) {
+      return *slash == 0 ? kj::str("/") : kj::heapString(path.slice(0, *slash));
+    }
+    return kj::str(".");
+  };
+  auto add = [&dirs](kj::StringPtr path) {
+    int fd = open(path.cStr(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) dirs.add(fd);
+    return fd >= 0;
+  };
+  KJ_IF_MAYBE(dir, options.outputDir) {
+    if (!add(*dir)) add(parentOf(*dir));
+  }
+  KJ_IF_MAYBE(file, options.writeFile) add(parentOf(*file));
+  return dirs;
+}
+
 }  // namespace
 
 int runSupervisor(int argc, char** argv) {
@@ -426,10 +458,17 @@ int runSupervisor(int argc, char** argv) {
     exitWithUsageError(PROGRAM, kj::str("signalfd: ", strerror(errno)));
   }
 
-  // The user switch belongs here (issue 5, item 1): when started as root, switch to the
-  // recorder's user before the first recorder starts, so that neither this process nor any
-  // recorder it starts keeps root. Everything above needs no privilege; everything below runs
-  // as that user.
+  // Lock-down before the first recorder starts (sandbox/lock-down.h): started as root this
+  // process keeps uid 0, since each recorder it starts needs root for its own start-up, but only
+  // the few capabilities that start-up uses; then no_new_privs, Landlock (writes only where the
+  // recorders write) and a seccomp filter, which every recorder inherits beneath its own.
+  // Everything above needed no more than that.
+  auto writable = recorderWriteDirectories(args);
+  kj::Vector<int> writableFds;
+  for (auto& dir : writable) writableFds.add(dir.get());
+  KJ_IF_MAYBE(error, lockDownSupervisor(writableFds)) {
+    exitWithUsageError(PROGRAM, kj::str("sandbox: ", *error));
+  }
 
   Supervisor supervisor(kj::mv(control), kj::mv(program), kj::mv(childSignals),
                         args.releaseAsArray());

@@ -28,6 +28,10 @@
 //    recorder that does not exit is sent SIGTERM, then SIGKILL.
 //  - It ignores SIGINT, SIGTERM and SIGHUP: its life is the front's, which drains the recording
 //    before closing the link (a service manager's SIGTERM reaches the front and the recorder).
+//  - It locks itself down before the first recorder starts (lockDownSupervisor() in
+//    sandbox/lock-down.h): as root it keeps uid 0 for its recorders' root start-up, but only the
+//    capabilities that start-up uses, under no_new_privs, Landlock (files written only where
+//    the recorders write) and its own seccomp policy, all of which its recorders inherit.
 //
 // Exit status: 0 when the last recorder exited 0 (or none was asked for); 2 when the recorder
 // refused its options; 1 otherwise (a bad command line, or a recorder that had died and was not

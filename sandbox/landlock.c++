@@ -28,6 +28,39 @@ constexpr uint64_t ALLOWED_IN_DIRECTORY =
     LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
     LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_REG;
 
+// Every right that changes the file system (ABI 1): what restrictWritesBeneath() handles, and
+// allows beneath its directories only.
+constexpr uint64_t WRITE_ACCESS_V1 = ACCESS_V1 & ~(LANDLOCK_ACCESS_FS_EXECUTE |
+                                                   LANDLOCK_ACCESS_FS_READ_FILE |
+                                                   LANDLOCK_ACCESS_FS_READ_DIR);
+
+// Creates a ruleset handling `handled`, allows `allowed` beneath each of `dirFds`, and
+// restricts this process to it.
+kj::Maybe<kj::String> restrict(uint64_t handled, uint64_t allowed,
+                               kj::ArrayPtr<const int> dirFds) {
+  struct landlock_ruleset_attr rulesetAttr = {};
+  rulesetAttr.handled_access_fs = handled;
+  // Only the fields of ABI 1: later versions add network and scope rights this does not use.
+  long ruleset = syscall(SYS_landlock_create_ruleset, &rulesetAttr,
+                         sizeof(rulesetAttr.handled_access_fs), 0);
+  if (ruleset < 0) return kj::str("landlock_create_ruleset: ", strerror(errno));
+  kj::AutoCloseFd owned(static_cast<int>(ruleset));
+
+  for (int dirFd : dirFds) {
+    struct landlock_path_beneath_attr beneath = {};
+    beneath.allowed_access = allowed;
+    beneath.parent_fd = dirFd;
+    if (syscall(SYS_landlock_add_rule, owned.get(), LANDLOCK_RULE_PATH_BENEATH, &beneath, 0) !=
+        0) {
+      return kj::str("landlock_add_rule: ", strerror(errno));
+    }
+  }
+  if (syscall(SYS_landlock_restrict_self, owned.get(), 0) != 0) {
+    return kj::str("landlock_restrict_self: ", strerror(errno));
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 int landlockAbiVersion() {
@@ -48,23 +81,20 @@ kj::Maybe<kj::String> restrictFilesToDirectory(int dirFd, bool& applied) {
     allowed |= ACCESS_TRUNCATE;
   }
 
-  struct landlock_ruleset_attr rulesetAttr = {};
-  rulesetAttr.handled_access_fs = handled;
-  // Only the fields of ABI 1: later versions add network and scope rights this does not use.
-  long ruleset = syscall(SYS_landlock_create_ruleset, &rulesetAttr,
-                         sizeof(rulesetAttr.handled_access_fs), 0);
-  if (ruleset < 0) return kj::str("landlock_create_ruleset: ", strerror(errno));
-  kj::AutoCloseFd owned(static_cast<int>(ruleset));
+  int dirs[] = {dirFd};
+  KJ_IF_MAYBE(error, restrict(handled, allowed, dirs)) return kj::mv(*error);
+  applied = true;
+  return nullptr;
+}
 
-  struct landlock_path_beneath_attr beneath = {};
-  beneath.allowed_access = allowed;
-  beneath.parent_fd = dirFd;
-  if (syscall(SYS_landlock_add_rule, owned.get(), LANDLOCK_RULE_PATH_BENEATH, &beneath, 0) != 0) {
-    return kj::str("landlock_add_rule: ", strerror(errno));
-  }
-  if (syscall(SYS_landlock_restrict_self, owned.get(), 0) != 0) {
-    return kj::str("landlock_restrict_self: ", strerror(errno));
-  }
+kj::Maybe<kj::String> restrictWritesBeneath(kj::ArrayPtr<const int> dirFds, bool& applied) {
+  applied = false;
+  int abi = landlockAbiVersion();
+  if (abi == 0) return nullptr;
+  uint64_t handled = WRITE_ACCESS_V1;
+  if (abi >= 2) handled |= ACCESS_REFER;
+  if (abi >= 3) handled |= ACCESS_TRUNCATE;
+  KJ_IF_MAYBE(error, restrict(handled, handled, dirFds)) return kj::mv(*error);
   applied = true;
   return nullptr;
 }

@@ -22,4 +22,14 @@ kj::Maybe<kj::String> lockDownFront(const kj::Maybe<UserIdentity>& user,
 // it creates its first pcap file as that user in between.
 kj::Maybe<kj::String> lockDownRecorder(const RecorderPolicyOptions& options);
 
+// The embedded recorder's supervisor, before it starts the first recorder. Started as root it
+// stays uid 0, because each recorder it starts needs root for its own start-up (ports below
+// 1024, an output directory behind closed parents, files it gives to the recorder's user, the
+// change to that user); but it keeps only the capabilities that start-up uses
+// (SUPERVISOR_CAPABILITIES), with only CAP_KILL in effect for itself (signals to a recorder
+// that runs as another user). Then no_new_privs; Landlock, so that it and its recorders write
+// nowhere but beneath `writableDirs` (where the recorders' outputs are); and the supervisor's
+// seccomp policy. Its recorders inherit all of it, beneath their own lock-down.
+kj::Maybe<kj::String> lockDownSupervisor(kj::ArrayPtr<const int> writableDirs);
+
 }  // namespace tlstap

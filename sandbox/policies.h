@@ -31,4 +31,9 @@ struct RecorderPolicyOptions {
 // (recorder-policy.c++)
 void addRecorderRules(SeccompPolicy& policy, const RecorderPolicyOptions& options);
 
+// The embedded recorder's supervisor (tlstap-recorder --supervise): starting recorders and
+// handing out their links; and, since a filter is inherited, all that a recorder it starts does
+// before and after its own lock-down. (supervisor-policy.c++)
+void addSupervisorRules(SeccompPolicy& policy);
+
 }  // namespace tlstap

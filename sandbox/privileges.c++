@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <kj/array.h>
 
@@ -80,6 +82,37 @@ kj::Maybe<kj::String> dropPrivileges(const UserIdentity& user) {
       egid != user.gid || sgid != user.gid) {
     return kj::str("the ids after dropping to ", user.name, " are not that user's");
   }
+  return nullptr;
+}
+
+kj::Maybe<kj::String> limitCapabilities(kj::ArrayPtr<const int> permitted,
+                                        kj::ArrayPtr<const int> effective) {
+  auto kept = [](kj::ArrayPtr<const int> set, int capability) {
+    for (int c : set) {
+      if (c == capability) return true;
+    }
+    return false;
+  };
+  // The bounding set first, while CAP_SETPCAP is still effective: it is what an executed program
+  // (a recorder started as root) can have at most.
+  for (int capability = 0; capability < 64; capability++) {
+    if (kept(permitted, capability)) continue;
+    if (prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0) {
+      if (errno == EINVAL) break;  // past the kernel's last capability
+      return kj::str("prctl(PR_CAPBSET_DROP, ", capability, "): ", strerror(errno));
+    }
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    return kj::str("prctl(PR_CAP_AMBIENT_CLEAR_ALL): ", strerror(errno));
+  }
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  for (int c : permitted) data[c / 32].permitted |= 1u << (c % 32);
+  for (int c : effective) {
+    if (!kept(permitted, c)) return kj::str("capability ", c, " is effective but not permitted");
+    data[c / 32].effective |= 1u << (c % 32);
+  }
+  if (syscall(SYS_capset, &header, data) != 0) return kj::str("capset: ", strerror(errno));
   return nullptr;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <kj/array.h>
 #include <kj/string.h>
 
 namespace tlstap {
@@ -34,6 +35,14 @@ kj::Maybe<kj::String> chooseRunAsUser(kj::StringPtr option, const kj::Maybe<kj::
 // initgroups (the user's own supplementary groups), setgid, setuid; then checks that root cannot
 // be regained. Returns the reason on failure; the caller must not go on.
 kj::Maybe<kj::String> dropPrivileges(const UserIdentity& user);
+
+// For a process that keeps uid 0 (the embedded recorder's supervisor): keeps only the
+// capabilities in `permitted`, for itself and for every program it executes (the bounding set
+// loses the rest; the inheritable and ambient sets are emptied), with only `effective` (a subset)
+// in use by the process itself. Root's other powers (CAP_SYS_ADMIN, CAP_SYS_PTRACE,
+// CAP_SYS_MODULE, CAP_NET_ADMIN, ...) are gone for good. Returns the reason on failure.
+kj::Maybe<kj::String> limitCapabilities(kj::ArrayPtr<const int> permitted,
+                                        kj::ArrayPtr<const int> effective);
 
 // PR_SET_NO_NEW_PRIVS: execve never grants privileges again (setuid bits, file capabilities).
 // Needed before an unprivileged process may load a seccomp filter or a Landlock ruleset.

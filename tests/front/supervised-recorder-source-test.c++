@@ -57,7 +57,10 @@ kj::String readFile(kj::StringPtr path) {
   return kj::String(all.releaseAsArray());
 }
 
-// The pids whose parent is `parent` (from /proc/PID/stat: the field after the command name).
+// The recorders whose parent is `parent` (from /proc/PID/stat: the field after the command
+// name), once they run the recorder (--connection-fd in /proc/PID/cmdline). Other children of
+// the supervisor are not counted: in sanitizer builds its lock-down's leak check briefly runs a
+// tracer process, a clone of the supervisor.
 kj::Vector<pid_t> childrenOf(pid_t parent) {
   kj::Vector<pid_t> children;
   DIR* proc = opendir("/proc");
@@ -70,7 +73,17 @@ kj::Vector<pid_t> childrenOf(pid_t parent) {
     if (end == nullptr) continue;
     char state;
     int ppid;
-    if (sscanf(end + 1, " %c %d", &state, &ppid) == 2 && ppid == parent && state != 'Z') {
+    if (sscanf(end + 1, " %c %d", &state, &ppid) != 2 || ppid != parent || state == 'Z') {
+      continue;
+    }
+    // NUL-separated arguments: readFile() stops at the first, so look for the option by hand.
+    auto cmdline = kj::str("/proc/", pid, "/cmdline");
+    int fd = open(cmdline.cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char arguments[4096];
+    ssize_t n = ::read(fd, arguments, sizeof(arguments));
+    close(fd);
+    if (n > 0 && memmem(arguments, size_t(n), "--connection-fd", 15) != nullptr) {
       children.add(pid);
     }
   }

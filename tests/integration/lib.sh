@@ -385,10 +385,9 @@ start_front() {
     ((SECONDS < deadline)) || fail "tlstap-front does not listen on $port after 10 s"
     sleep 0.1
   done
-  # The ports are bound before the recorder starts and the signal handlers are set; the front
-  # names its root CA once they are, and a SIGTERM before that would kill it outright (a slow
-  # start, as under the sanitizers, made stop_front see status 143). The front itself gives the
-  # recorder 10 s to answer.
+  # The ports are bound before the recorder has answered; the front names its root CA once its
+  # start-up is over, and a test that goes on before that would race it (a SIGTERM then is held
+  # until start-up ends). The front itself gives the recorder 10 s to answer.
   deadline=$((SECONDS + 20))
   until grep -q "info: .*root CA '" "$log"; do
     process_alive "$FRONT_PID" || fail "tlstap-front exited at start-up: $(cat "$log")"

@@ -205,14 +205,42 @@ report() {
   [[ ! -s $WORK/$name.torn ]] || note "$name: $(tr '\n' ';' < "$WORK/$name.torn")"
 }
 
-# expect_nothing_lost NAME FRONT-LOG DIR: the front counted no byte lost, every byte curl got is
-# once in the capture in DIR (analyse), the only TCP analysis flags are those of bytes sent again;
-# then the figures are reported.
+# expect_nothing_lost NAME FRONT-LOG DIR: after a fault that broke the recorder link, the front
+# logged the loss and the new link, counted no byte lost, every byte curl got is once in the
+# capture in DIR (analyse), and the only TCP analysis flags are those of bytes sent again; then
+# the figures are reported.
 expect_nothing_lost() {
   local name=$1 log=$2 dir=$3 lost
+  grep -q "recorder link to .* lost" "$log" || fail "$name: the front did not log the lost link"
+  grep -q "restored after" "$log" || fail "$name: the front did not log the new link"
   lost=$(front_lost "$log")
   [[ $lost == 0 ]] || fail "$name: the front counted $lost bytes lost"
   analyse "$name" "$dir"
   flags_only "$name" "$RESENT_FLAGS"
   report "$name" "$lost"
+}
+
+# relayed_now LOG: the bytes the front (FRONT_PID, logging to LOG) has relayed from the servers,
+# from the counters line it logs on SIGUSR1.
+relayed_now() {
+  local log=$1 before deadline=$((SECONDS + 10))
+  before=$(count_lines "$log" "stats: ")
+  kill -USR1 "$FRONT_PID"
+  until (($(count_lines "$log" "stats: ") > before)); do
+    ((SECONDS < deadline)) || fail "no counters line from the front within 10 s"
+    sleep 0.05
+  done
+  sed -n 's/.*stats: .* bytes_server_to_client=\([0-9]*\) .*/\1/p' "$log" | tail -n 1
+}
+
+# expect_stalled NAME LOG SECONDS: with no recorder, --recorder-down block holds the downloads:
+# once the record queues are full (a second), the front relays nothing for SECONDS.
+expect_stalled() {
+  local name=$1 log=$2 seconds=$3 first last
+  sleep 1
+  first=$(relayed_now "$log")
+  sleep "$seconds"
+  last=$(relayed_now "$log")
+  [[ $first == "$last" ]] ||
+    fail "$name: the front relayed $((last - first)) bytes in $seconds s without a recorder"
 }

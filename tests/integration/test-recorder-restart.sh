@@ -6,8 +6,8 @@
 #     sequence number;
 #  2. a long outage with --recorder-down pass: the downloads go on at full speed, and the bytes the
 #     front logs as not recorded are exactly the holes in the capture;
-#  3. a long outage with block: the downloads stall until the recorder is back, then finish, and
-#     nothing is lost;
+#  3. a long outage with block: the downloads stall (the front relays nothing) until the recorder
+#     is back, then finish, and nothing is lost;
 #  4. the embedded recorder killed: its supervisor starts a new one, the front resumes on it.
 # Each prints bytes relayed (what curl got), recorded (unique bytes in the capture) and lost.
 . "$(dirname "$0")/lib.sh"
@@ -34,9 +34,6 @@ start_recorder "$WORK/rec1b.log" --listen "unix:$WORK/rec1.sock" -o "$WORK/cap1"
 wait_downloads short
 stop_front
 stop_recorder
-grep -q "recorder link to unix:$WORK/rec1.sock lost" "$WORK/front1.log" ||
-  fail "short: the front did not log the lost link"
-grep -q "restored after" "$WORK/front1.log" || fail "short: the front did not log the new link"
 expect_nothing_lost short "$WORK/front1.log" "$WORK/cap1"
 
 # --- 2. a long outage with --recorder-down pass ---------------------------------------------
@@ -78,15 +75,16 @@ downloads block 8M  # well under a second each without the outage
 wait_recorded "$WORK/cap3" $((5 * 1024 * 1024))
 kill -9 "$RECORDER_PID"
 wait "$RECORDER_PID" 2> /dev/null || true
-sleep 4
-done_in_outage=$(wc -l < "$WORK/block.curl")
-[[ $done_in_outage == 0 ]] || fail "block: $done_in_outage downloads finished without a recorder"
+under_way=$((DOWNLOADS - $(wc -l < "$WORK/block.curl")))
+((under_way > 0)) || fail "block: every download finished before the kill; the test did not test"
+expect_stalled block "$WORK/front3.log" 3
 start_recorder "$WORK/rec3b.log" --listen "unix:$WORK/rec3.sock" -o "$WORK/cap3"
 wait_downloads block
 stop_front
 stop_recorder
 expect_nothing_lost block "$WORK/front3.log" "$WORK/cap3"
-note "block: no download finished during the 4 s outage; all finished after it"
+note "block: $under_way downloads under way at the kill stalled for the 4 s outage (nothing" \
+  "relayed for 3 s of it) and finished after it"
 
 # --- 4. kill -9 of the embedded recorder -----------------------------------------------------
 # tlstap-front -> tlstap-recorder --supervise -> tlstap-recorder --connection-fd 3: the
@@ -102,7 +100,6 @@ kill -9 "$child"
 wait_downloads embedded
 new_child=$(pgrep -P "$supervisor") || fail "embedded: no recorder after the kill"
 [[ $new_child != "$child" ]] || fail "embedded: the recorder was not restarted"
-grep -q "restored after" "$WORK/front4.log" || fail "embedded: the front did not log the new link"
 stop_front
 expect_nothing_lost embedded "$WORK/front4.log" "$WORK/cap4"
 

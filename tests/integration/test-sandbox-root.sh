@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A hardened start (README "Running as a hardened install"): tlstap-front started as root on a
 # port below 1024, with its embedded recorder. Both drop to their own unprivileged users and run
-# under seccomp with no_new_privs (/proc/PID/status); traffic still flows and is recorded, into
+# under seccomp with no_new_privs (/proc/PID/status); the recorder's supervisor keeps uid 0 but
+# only the capabilities a recorder's start needs, under its own filter with no_new_privs
+# (tlstap-recorder(8), SECURITY); traffic still flows and is recorded, into
 # files the recorder's user owns; the private key is in the front's memory and not in the
 # recorder's (the same scan finding it in the front shows it can find it).
 . "$(dirname "$0")/lib.sh"
@@ -50,6 +52,7 @@ locked_recorder() {
       if [[ $(cat "/proc/$child/comm" 2> /dev/null) == tlstap-recorder &&
             $(status_field "$child" Seccomp) == 2 ]]; then
         RECORDER_PID=$child
+        SUPERVISOR_PID=$supervisor
         return 0
       fi
     done
@@ -77,6 +80,28 @@ recorder_uid=$(awk '$1 == "Uid:" { print $2 }' "/proc/$RECORDER_PID/status")
   fail "the recorder runs as uid $recorder_uid, not tlstap-rec"
 [[ $front_uid != "$recorder_uid" ]] || fail "front and recorder share uid $front_uid"
 note "front uid $front_uid, recorder uid $recorder_uid; both Seccomp 2, NoNewPrivs 1"
+
+# --- the supervisor: uid 0 (its recorders start as root), but only their capabilities ----------
+# CapBnd and CapPrm 0x4e7: CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, KILL, SETGID, SETUID,
+# NET_BIND_SERVICE; CapEff 0x20: KILL alone. Under seccomp with no_new_privs, like the others.
+[[ $(status_field "$SUPERVISOR_PID" Seccomp) == 2 ]] || fail "the supervisor is not under seccomp"
+[[ $(status_field "$SUPERVISOR_PID" NoNewPrivs) == 1 ]] ||
+  fail "the supervisor does not have no_new_privs"
+for field in CapBnd CapPrm; do
+  [[ $(status_field "$SUPERVISOR_PID" $field) == 00000000000004e7 ]] ||
+    fail "the supervisor's $field is $(status_field "$SUPERVISOR_PID" $field), not 0x4e7"
+done
+[[ $(status_field "$SUPERVISOR_PID" CapEff) == 0000000000000020 ]] ||
+  fail "the supervisor's CapEff is $(status_field "$SUPERVISOR_PID" CapEff), not CAP_KILL alone"
+[[ $(status_field "$SUPERVISOR_PID" CapInh) == 0000000000000000 &&
+   $(status_field "$SUPERVISOR_PID" CapAmb) == 0000000000000000 ]] ||
+  fail "the supervisor has inheritable or ambient capabilities"
+[[ $(status_field "$RECORDER_PID" CapEff) == 0000000000000000 ]] || fail "the recorder has capabilities"
+# The recorder runs under both filters: the supervisor's, inherited, and its own.
+[[ $(status_field "$RECORDER_PID" Seccomp_filters) == 2 ]] ||
+  fail "the recorder has $(status_field "$RECORDER_PID" Seccomp_filters) seccomp filters, not 2"
+note "supervisor uid $(status_field "$SUPERVISOR_PID" Uid), Seccomp 2, NoNewPrivs 1," \
+  "CapEff 0x20 (CAP_KILL), CapBnd 0x4e7; the recorder under 2 filters, CapEff 0"
 
 # --- traffic still flows and is recorded -------------------------------------------------------
 for i in 1 2 3; do

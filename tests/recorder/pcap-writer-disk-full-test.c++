@@ -242,5 +242,93 @@ TEST(PcapWriterDiskFull, SingleFileResumes) {
   EXPECT_EXIT(inChild(log, scenario), ::testing::ExitedWithCode(0), "");
 }
 
+
+// The disk is full before the writer starts (a recorder started again on a full disk): it starts
+// all the same, keeps the packets, creates its file once there is room, and loses nothing.
+TEST(PcapWriterDiskFull, RotatingWriterStartsOnAFullDisk) {
+  TempDir dir;
+  std::string log = dir.file("stderr.txt");
+  auto scenario = [&](Fail fail) {
+    kj::EventLoop loop;
+    kj::WaitScope waitScope(loop);
+    // The limit of 0 bytes would stop the log file too: the log lines go to a pipe meanwhile.
+    int lines[2];
+    if (pipe(lines) != 0) fail("pipe");
+    int logFile = dup(2);
+    dup2(lines[1], 2);
+    limitFileSize(0, fail);
+    FakeClock clock(T_140512);
+    RotatingPcapWriter writer(dir.path.c_str(), clock);
+    if (writer.writable()) fail("the writer did not notice the full disk");
+    if (dir.list().size() != 1) fail("a file was left behind although none could be written");
+    const uint32_t total = 300;
+    for (uint32_t i = 0; i < total; i++) writer.writePacket(T_140512 + i, view(numbered(i)));
+    auto acked = writer.whenWritten();
+    clock.now += SECOND;
+    writer.tick();  // still full
+    if (acked.poll(waitScope)) fail("data acknowledged while it could not be written");
+    unlimitFileSize();
+    clock.now += SECOND;
+    writer.tick();
+    if (!writer.writable() || writer.pendingBytes() != 0) fail("did not start writing");
+    if (!acked.poll(waitScope)) fail("data not acknowledged once written");
+    acked.wait(waitScope);
+    writer.close();
+    dup2(logFile, 2);
+    close(lines[1]);
+    char text[65536];
+    ssize_t n = read(lines[0], text, sizeof(text));
+    if (n > 0 && write(2, text, size_t(n)) != n) fail("cannot copy the log lines");
+    std::string error;
+    auto got = numbersIn(dir, {"tlstap-20261126-140000.pcap"}, error);
+    if (!error.empty()) fail(error);
+    auto problem = expectSequence(got, total);
+    if (!problem.empty()) fail(problem);
+    if (countLines(log, "error: cannot create") != 1) fail("expected one error line");
+    if (countLines(log, "writing again after 2 s; no packet was lost") != 1) {
+      fail("expected one line saying writing began");
+    }
+  };
+  EXPECT_EXIT(inChild(log, scenario), ::testing::ExitedWithCode(0), "");
+}
+
+// -w FILE on a full disk: FILE is created empty, and its header comes with the first packets.
+TEST(PcapWriterDiskFull, SingleWriterStartsOnAFullDisk) {
+  TempDir dir;
+  std::string log = dir.file("stderr.txt");
+  std::string path = dir.file("one.pcap");
+  auto scenario = [&](Fail fail) {
+    limitFileSize(0, fail);
+    FakeClock clock(T_140512);
+    SinglePcapWriter writer(path.c_str(), clock);
+    if (writer.writable()) fail("the writer did not notice the full disk");
+    const uint32_t total = 300;
+    for (uint32_t i = 0; i < total; i++) writer.writePacket(T_140512 + i, view(numbered(i)));
+    unlimitFileSize();
+    clock.now += SECOND;
+    writer.tick();
+    if (!writer.writable()) fail("did not start writing");
+    writer.close();
+    auto pcap = readPcap(path);
+    if (!pcap.error.empty()) fail(pcap.error);
+    std::vector<uint32_t> got;
+    for (auto& p : pcap.packets) got.push_back(numberOf(p));
+    auto problem = expectSequence(got, total);
+    if (!problem.empty()) fail(problem);
+  };
+  EXPECT_EXIT(inChild(log, scenario), ::testing::ExitedWithCode(0), "");
+}
+
+// Only a full disk waits: a directory that is not one is still an error at once.
+TEST(PcapWriterDiskFull, ConfigurationErrorsStillThrow) {
+  TempDir dir;
+  std::string notADirectory = dir.file("plain-file");
+  close(open(notADirectory.c_str(), O_WRONLY | O_CREAT, 0600));
+  FakeClock clock(T_140512);
+  EXPECT_ANY_THROW(RotatingPcapWriter(notADirectory.c_str(), clock));
+  EXPECT_ANY_THROW(SinglePcapWriter((notADirectory + "/x.pcap").c_str(), clock));
+  EXPECT_ANY_THROW(SinglePcapWriter(notADirectory.c_str(), clock));  // exists
+}
+
 }  // namespace
 }  // namespace tlstap

@@ -57,5 +57,11 @@ TEST(PolicyGolden, Recorder) {
   compareWithGolden(policy, "recorder-policy.pfc");
 }
 
+TEST(PolicyGolden, Supervisor) {
+  SeccompPolicy policy(SeccompPolicy::Mode::ENFORCE, GOLDEN_PID);
+  addSupervisorRules(policy);
+  compareWithGolden(policy, "supervisor-policy.pfc");
+}
+
 }  // namespace
 }  // namespace tlstap
