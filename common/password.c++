@@ -113,7 +113,11 @@ kj::HashMap<kj::String, kj::Own<SecretString>>& envPasswordsTaken() {
 
 }  // namespace
 
-void forgetEnvPasswords() { envPasswordsTaken().clear(); }
+void forgetEnvPasswords() {
+  // kj::HashMap::clear() on a map that never held anything passes memset a null pointer.
+  auto& taken = envPasswordsTaken();
+  if (taken.size() > 0) taken.clear();
+}
 
 bool isLiteralPassword(kj::StringPtr spec) {
   return spec.size() > 0 && !spec.startsWith("file:") && !spec.startsWith("env:") &&
