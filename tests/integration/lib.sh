@@ -623,6 +623,27 @@ mkdir "$WORK/captures"  # the usual -o directory
 # Started as root, both programs drop to their users (tlstap, tlstap-rec) after start-up, and
 # the recorder creates its later hourly files as tlstap-rec: the -o directories tests make for
 # it are given to that user (a directory the recorder creates itself is given by the recorder).
+# mount_small_disk: a 4 MiB tmpfs on $WORK/disk (DISK), unmounted when the script exits, for the
+# disk-full tests. Needs root (mount): exits 77 (skipped) otherwise.
+mount_small_disk() {
+  if [[ $(id -u) != 0 ]]; then
+    echo "SKIP: $TEST_NAME needs root to mount a tmpfs"
+    PASSED=1
+    exit 77
+  fi
+  DISK=$WORK/disk
+  mkdir -p "$DISK"
+  mount -t tmpfs -o size=4m tmpfs "$DISK" || fail "cannot mount a tmpfs on $DISK"
+  trap _unmount_small_disk EXIT
+}
+
+_unmount_small_disk() {
+  # The recorder must be gone before the unmount, and the unmount before $WORK is removed.
+  stop_pids 5 "${SPAWNED[@]}"
+  umount "$DISK" 2> /dev/null || umount -l "$DISK"
+  _cleanup
+}
+
 give_to_recorder_user() {
   if [[ $(id -u) == 0 ]]; then chown tlstap-rec: "$@"; fi
 }

@@ -10,17 +10,7 @@
 source "$(dirname "$0")/recorder-lib.sh"
 require_tools mount umount curl openssl nginx
 
-if [[ $(id -u) != 0 ]]; then
-  echo "SKIP: $TEST_NAME needs root to mount a tmpfs"
-  PASSED=1
-  exit 77
-fi
-
-DISK=$WORK/disk
-mkdir -p "$DISK"
-mount -t tmpfs -o size=4m tmpfs "$DISK" || fail "cannot mount a tmpfs on $DISK"
-# The recorder must be gone before the unmount, and the unmount before $WORK is removed.
-trap 'stop_pids 5 "${SPAWNED[@]}"; umount "$DISK" 2> /dev/null || umount -l "$DISK"; _cleanup' EXIT
+mount_small_disk
 mkdir "$DISK/out"
 give_to_recorder_user "$DISK/out"
 dd if=/dev/zero of="$DISK/filler" bs=64k 2> /dev/null || true

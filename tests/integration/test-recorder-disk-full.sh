@@ -7,17 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 require_tools openssl tshark mergecap python3 mount umount
 
-if [[ $(id -u) != 0 ]]; then
-  echo "SKIP: $TEST_NAME needs root to mount a tmpfs"
-  PASSED=1
-  exit 77
-fi
-
-DISK=$WORK/disk
-mkdir -p "$DISK"
-mount -t tmpfs -o size=4m tmpfs "$DISK" || fail "cannot mount a tmpfs on $DISK"
-# The recorder must be gone before the unmount, and the unmount before $WORK is removed.
-trap 'stop_pids 5 "${SPAWNED[@]}"; umount "$DISK" 2> /dev/null || umount -l "$DISK"; _cleanup' EXIT
+mount_small_disk
 
 make_cert site full.example.com
 BACKEND_PORT=$(free_port)
