@@ -5,21 +5,6 @@
 
 namespace tlstap {
 
-void RelayBuffer::append(kj::ArrayPtr<const kj::byte> bytes) {
-  KJ_REQUIRE(bytes.size() <= room(), "relay buffer overflow", bytes.size(), room());
-  if (bytes.size() == 0) return;
-  if (storage == nullptr) storage = kj::heapArray<kj::byte>(capacity);
-  if (end + bytes.size() > capacity) {
-    // Slide the unwritten bytes to the front; this is rare (the writer is usually either keeping
-    // up, leaving the buffer empty, or stalled, leaving no room).
-    memmove(storage.begin(), storage.begin() + begin, size());
-    end -= begin;
-    begin = 0;
-  }
-  memcpy(storage.begin() + end, bytes.begin(), bytes.size());
-  end += bytes.size();
-}
-
 kj::ArrayPtr<kj::byte> RelayBuffer::writable() {
   if (storage == nullptr) storage = kj::heapArray<kj::byte>(capacity);
   // Sliding costs a copy of the held bytes, which are usually few (a partial write's rest).

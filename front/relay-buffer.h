@@ -17,15 +17,12 @@ public:
 
   size_t size() const { return end - begin; }
   bool empty() const { return end == begin; }
-  // How many more bytes append() accepts.
+  // How many more bytes it holds (writable() offers all of them when this is not 0).
   size_t room() const { return capacity - size(); }
   bool allocated() const { return storage != nullptr; }
 
   // The bytes waiting to be written, oldest first.
   kj::ArrayPtr<const kj::byte> readable() const { return storage.slice(begin, end); }
-
-  // Adds bytes after the ones already held; bytes.size() must not exceed room().
-  void append(kj::ArrayPtr<const kj::byte> bytes);
 
   // For reading straight into the buffer, without a copy: the room after the bytes held
   // (allocating the storage, and sliding the held bytes to the front when more room is in
